@@ -1,0 +1,1 @@
+//! SSRF-safe page fetching and main-text extraction.
