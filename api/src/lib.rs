@@ -1,1 +1,13 @@
-//! placeholder
+//! Fuze HTTP API: thin handlers that validate, authorize, read, and enqueue.
+//!
+//! - [`startup`]: builds and runs the server (port 0 in tests)
+//! - [`routes`]: route families under `/api/v1`, plus health and metrics
+//! - [`auth`]: bearer-token extractors
+//! - [`error`]: the JSON error format
+//! - [`state`]: shared handler state
+
+pub mod auth;
+pub mod error;
+pub mod routes;
+pub mod startup;
+pub mod state;

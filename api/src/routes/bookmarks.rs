@@ -1,0 +1,221 @@
+//! `/api/v1/bookmarks`: save (and enqueue scraping), list, get, edit, delete.
+
+use actix_web::{HttpResponse, web};
+use fuze_shared::{
+    bookmarks::{self, Bookmark, Changes, Cursor},
+    domain::{BookmarkUrl, JobKind, bounded_text},
+    events::{self, Event},
+    jobs::{QueueName, ScrapeJob, queue::new_task_id, records},
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use crate::{auth::AuthUser, error::ApiError, routes::jobs::JobView, state::AppState};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/bookmarks").post(save).get(list)).service(
+        web::resource("/bookmarks/{id}").get(get).patch(edit).delete(remove),
+    );
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SaveRequest {
+    url: String,
+    title: Option<String>,
+    notes: Option<String>,
+}
+
+#[derive(Serialize)]
+struct SaveResponse {
+    bookmark: Bookmark,
+    job: Option<JobView>,
+}
+
+fn optional_text(
+    field: &'static str,
+    raw: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    raw.map(|t| bounded_text(field, t, max))
+        .transpose()
+        .map(|t| t.filter(|s| !s.is_empty()))
+        .map_err(|m| ApiError::unprocessable("invalid_field", m))
+}
+
+/// Saves a link. New: 202 with the queued job. Already saved by this user: 200 with the existing
+/// bookmark and its latest job. The job is pushed before the commit, so a failed push writes nothing.
+#[tracing::instrument(skip(state, body), fields(user = %user.0))]
+async fn save(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<SaveRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let limits = &state.config.api;
+    let url = BookmarkUrl::parse(&body.url, limits.max_url_len)
+        .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
+    let title = optional_text("title", body.title.as_deref(), limits.max_title_chars)?;
+    let notes = optional_text("notes", body.notes.as_deref(), limits.max_notes_chars)?;
+
+    let mut tx = state.db.begin().await?;
+    let (bookmark, created) = bookmarks::insert_or_get(
+        &mut tx,
+        user.0,
+        url.as_str(),
+        &url.hash(),
+        title.as_deref(),
+        notes.as_deref(),
+    )
+    .await?;
+    if !created {
+        tx.rollback().await?;
+        state.metrics.jobs_deduplicated.with_label_values(&["scrape"]).inc();
+        let job = records::latest_for_bookmark(&state.db, bookmark.id).await?;
+        let job = job.map(|j| JobView::new(j, &state));
+        return Ok(HttpResponse::Ok().json(SaveResponse { bookmark, job }));
+    }
+
+    let job_id = new_task_id();
+    let job = records::insert(
+        &mut *tx,
+        &records::NewJob {
+            id: &job_id,
+            user_id: user.0,
+            kind: JobKind::Ingest.as_str(),
+            stage: QueueName::Scrape.as_str(),
+            bookmark_id: Some(bookmark.id),
+            max_attempts: i32::try_from(state.config.jobs.max_attempts).unwrap_or(i32::MAX),
+        },
+    )
+    .await?;
+    let payload = ScrapeJob { job_id: job_id.clone(), user_id: user.0, bookmark_id: bookmark.id };
+    state.queues.push(QueueName::Scrape, &job_id, &payload, None).await.map_err(|e| {
+        tracing::error!(error = ?e, "enqueue failed; nothing saved");
+        ApiError::Unavailable("job queue unavailable; nothing was saved, retry shortly")
+    })?;
+    tx.commit().await?;
+    state.metrics.jobs_enqueued.with_label_values(&["scrape"]).inc();
+    publish_change(&state, user.0).await;
+    Ok(HttpResponse::Accepted().json(SaveResponse { bookmark, job: Some(JobView::new(job, &state)) }))
+}
+
+async fn publish_change(state: &AppState, user_id: Uuid) {
+    let mut conn = state.redis.clone();
+    events::publish(&mut conn, &state.keys.events_channel(), &Event::BookmarksChanged { user_id })
+        .await;
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Page {
+    items: Vec<Bookmark>,
+    next_cursor: Option<String>,
+}
+
+/// Newest first, keyset-paginated: `next_cursor` fetches the following page.
+async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limits = &state.config.api;
+    let limit = query.limit.unwrap_or(limits.page_size_default);
+    if limit == 0 || limit > limits.page_size_max {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {}", limits.page_size_max),
+        ));
+    }
+    let after = match query.cursor.as_deref() {
+        None => None,
+        Some(raw) => Some(
+            Cursor::decode(raw).ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))?,
+        ),
+    };
+    let items = bookmarks::list(&state.db, user.0, after, limit).await?;
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| items.last().map(|b| Cursor { saved_at: b.saved_at, id: b.id }.encode()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetQuery {
+    /// `embedding` adds the stored vector to the reply.
+    include: Option<String>,
+}
+
+async fn get(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<GetQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let with_embedding = match query.include.as_deref() {
+        None | Some("") => false,
+        Some("embedding") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request("invalid_query", format!("cannot include {other:?}")));
+        }
+    };
+    let detail = bookmarks::get(&state.db, user.0, *id, with_embedding).await?.ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(detail))
+}
+
+/// `null` in a PATCH clears the field; an absent field is left alone.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditRequest {
+    #[serde(default, deserialize_with = "present")]
+    title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    notes: Option<Option<String>>,
+}
+
+async fn edit(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    body: web::Json<EditRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let limits = &state.config.api;
+    let field = |name, v: &Option<Option<String>>, max| -> Result<Option<Option<String>>, ApiError> {
+        match v {
+            None => Ok(None),
+            Some(inner) => Ok(Some(optional_text(name, inner.as_deref(), max)?)),
+        }
+    };
+    let changes = Changes {
+        title: field("title", &body.title, limits.max_title_chars)?,
+        notes: field("notes", &body.notes, limits.max_notes_chars)?,
+    };
+    if changes.title.is_none() && changes.notes.is_none() {
+        return Err(ApiError::unprocessable("empty_patch", "nothing to change: send title and/or notes"));
+    }
+    let bookmark = bookmarks::update(&state.db, user.0, *id, &changes).await?.ok_or(ApiError::NotFound)?;
+    publish_change(&state, user.0).await;
+    Ok(HttpResponse::Ok().json(bookmark))
+}
+
+async fn remove(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    if !bookmarks::delete(&state.db, user.0, *id).await? {
+        return Err(ApiError::NotFound);
+    }
+    publish_change(&state, user.0).await;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,94 @@
+//! Builds the API server from config; binding port 0 lets tests learn the real port.
+
+use std::{net::TcpListener, time::Instant};
+
+use actix_web::{
+    App, HttpServer,
+    body::MessageBody,
+    dev::{Server, ServiceRequest, ServiceResponse},
+    middleware::{Next, from_fn},
+    web,
+};
+use anyhow::Context;
+use fuze_shared::{
+    config::Config,
+    db,
+    jobs::{JobQueues, QueueName},
+    keys::Keys,
+    metrics::Metrics,
+    redis_conn,
+};
+use serde_json::json;
+
+use crate::{error, routes, state::AppState};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = db::connect(&config).await?;
+        let redis = redis_conn::connection_manager(&config.redis_url).await?;
+        let keys = Keys::new(config.redis_prefix.clone());
+        let queues = JobQueues::new(redis.clone(), keys.clone(), config.worker.clone());
+        let queue_names: Vec<&str> = QueueName::ALL.iter().map(|q| q.as_str()).collect();
+        let metrics = Metrics::new(&queue_names)?;
+        let listener = TcpListener::bind((config.api.host.as_str(), config.api.port))
+            .with_context(|| format!("failed to bind {}:{}", config.api.host, config.api.port))?;
+        let port = listener.local_addr()?.port();
+        let workers = config.api.workers.max(1);
+        let body_limit = config.api.max_body_bytes;
+        let state = web::Data::new(AppState { config, db, redis, keys, queues, metrics });
+
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(body_limit)
+                        .error_handler(error::json_error(body_limit)),
+                )
+                .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                .app_data(web::PathConfig::default().error_handler(error::path_error))
+                .app_data(web::PayloadConfig::default().limit(body_limit))
+                .wrap(from_fn(record_metrics))
+                .configure(routes::configure)
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn not_found() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::NotFound()
+        .json(json!({ "error": { "code": "not_found", "message": "no such route" } }))
+}
+
+/// Counts every request by route template (never the raw path: ids would explode the label set).
+async fn record_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let method = req.method().as_str().to_owned();
+    let res = next.call(req).await?;
+    if let Some(state) = state {
+        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+        state.metrics.observe_http(&route, &method, res.status().as_u16(), started.elapsed());
+    }
+    Ok(res)
+}

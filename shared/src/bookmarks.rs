@@ -1,0 +1,307 @@
+//! Bookmark storage (`saved_content`). Every user-facing query is scoped by `user_id`.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use pgvector::Vector;
+use serde::Serialize;
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+/// A bookmark as lists show it (no page text: pages stay small and cacheable).
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct Bookmark {
+    pub id: Uuid,
+    pub url: String,
+    pub title: Option<String>,
+    pub notes: Option<String>,
+    pub description: Option<String>,
+    pub canonical_url: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub has_embedding: bool,
+    pub saved_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One bookmark with its extracted text and, on request, its embedding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BookmarkDetail {
+    #[serde(flatten)]
+    pub bookmark: Bookmark,
+    pub text: Option<String>,
+    pub embedding_model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+}
+
+// The user's own title wins over the scraped one.
+const COLUMNS: &str = "id, url, COALESCE(title, scraped_title) AS title, notes, description, canonical_url, \
+     status, error, embedding IS NOT NULL AS has_embedding, saved_at, updated_at";
+
+/// Inserts the bookmark unless this user already saved the same normalized URL.
+/// Returns the bookmark and whether it was created now.
+pub async fn insert_or_get(
+    db: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    url: &str,
+    url_hash: &[u8],
+    title: Option<&str>,
+    notes: Option<&str>,
+) -> sqlx::Result<(Bookmark, bool)> {
+    let inserted: Option<Bookmark> = sqlx::query_as(&format!(
+        "INSERT INTO saved_content (id, user_id, url, url_hash, title, notes) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (user_id, url_hash) DO NOTHING RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(user_id)
+    .bind(url)
+    .bind(url_hash)
+    .bind(title)
+    .bind(notes)
+    .fetch_optional(&mut *db)
+    .await?;
+    if let Some(bookmark) = inserted {
+        return Ok((bookmark, true));
+    }
+    let existing = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM saved_content WHERE user_id = $1 AND url_hash = $2"
+    ))
+    .bind(user_id)
+    .bind(url_hash)
+    .fetch_one(&mut *db)
+    .await?;
+    Ok((existing, false))
+}
+
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+    with_embedding: bool,
+) -> sqlx::Result<Option<BookmarkDetail>> {
+    let row: Option<BookmarkDetailRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS}, text, embedding_model, CASE WHEN $3 THEN embedding END AS embedding \
+         FROM saved_content WHERE user_id = $1 AND id = $2"
+    ))
+    .bind(user_id)
+    .bind(id)
+    .bind(with_embedding)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| BookmarkDetail {
+        bookmark: r.bookmark,
+        text: r.text,
+        embedding_model: r.embedding_model,
+        embedding: r.embedding.map(Vec::from),
+    }))
+}
+
+#[derive(FromRow)]
+struct BookmarkDetailRow {
+    #[sqlx(flatten)]
+    bookmark: Bookmark,
+    text: Option<String>,
+    embedding_model: Option<String>,
+    embedding: Option<Vector>,
+}
+
+/// Keyset pagination position: the last item of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub saved_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let raw = format!("{}|{}", self.saved_at.timestamp_micros(), self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (micros, id) = raw.split_once('|')?;
+        Some(Self {
+            saved_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// Newest first; one indexed range scan whatever the page.
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    after: Option<Cursor>,
+    limit: u32,
+) -> sqlx::Result<Vec<Bookmark>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM saved_content WHERE user_id = $1 \
+         AND ($2::timestamptz IS NULL OR (saved_at, id) < ($2, $3)) \
+         ORDER BY saved_at DESC, id DESC LIMIT $4"
+    ))
+    .bind(user_id)
+    .bind(after.map(|c| c.saved_at))
+    .bind(after.map(|c| c.id))
+    .bind(i64::from(limit))
+    .fetch_all(db)
+    .await
+}
+
+/// A PATCH: `Some(None)` clears a field, `None` leaves it.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub title: Option<Option<String>>,
+    pub notes: Option<Option<String>>,
+}
+
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+    changes: &Changes,
+) -> sqlx::Result<Option<Bookmark>> {
+    sqlx::query_as(&format!(
+        "UPDATE saved_content SET \
+           title = CASE WHEN $3 THEN $4 ELSE title END, \
+           notes = CASE WHEN $5 THEN $6 ELSE notes END, \
+           updated_at = now() \
+         WHERE user_id = $1 AND id = $2 RETURNING {COLUMNS}"
+    ))
+    .bind(user_id)
+    .bind(id)
+    .bind(changes.title.is_some())
+    .bind(changes.title.clone().flatten())
+    .bind(changes.notes.is_some())
+    .bind(changes.notes.clone().flatten())
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn delete(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    let done = sqlx::query("DELETE FROM saved_content WHERE user_id = $1 AND id = $2")
+        .bind(user_id)
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// What the scraper needs of a bookmark.
+pub async fn url_of(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT url FROM saved_content WHERE user_id = $1 AND id = $2")
+        .bind(user_id)
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// The fields extracted from the page.
+#[derive(Debug, Clone)]
+pub struct Scraped<'a> {
+    pub title: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub canonical_url: Option<&'a str>,
+    pub text: &'a str,
+}
+
+pub async fn store_scraped(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+    page: &Scraped<'_>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE saved_content SET scraped_title = $3, description = $4, canonical_url = $5, text = $6, \
+         status = 'scraped', error = NULL, updated_at = now() WHERE user_id = $1 AND id = $2",
+    )
+    .bind(user_id)
+    .bind(id)
+    .bind(page.title)
+    .bind(page.description)
+    .bind(page.canonical_url)
+    .bind(page.text)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// The text to embed: title, description and main text.
+pub async fn text_to_embed(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<String>> {
+    let row: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT COALESCE(title, scraped_title), description, text FROM saved_content \
+         WHERE user_id = $1 AND id = $2",
+    )
+    .bind(user_id)
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(title, description, text)| {
+        [title, description, text]
+            .into_iter()
+            .flatten()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }))
+}
+
+pub async fn store_embedding(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+    embedding: &[f32],
+    model: &str,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE saved_content SET embedding = $3, embedding_model = $4, status = 'ready', error = NULL, \
+         updated_at = now() WHERE user_id = $1 AND id = $2",
+    )
+    .bind(user_id)
+    .bind(id)
+    .bind(Vector::from(embedding.to_vec()))
+    .bind(model)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+pub async fn mark_failed(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+    error: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE saved_content SET status = 'failed', error = $3, updated_at = now() \
+         WHERE user_id = $1 AND id = $2",
+    )
+    .bind(user_id)
+    .bind(id)
+    .bind(error)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let c = Cursor {
+            saved_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("valid"),
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        assert_eq!(Cursor::decode("not-a-cursor"), None);
+        assert_eq!(Cursor::decode(""), None);
+    }
+}

@@ -1,0 +1,235 @@
+//! Configuration from the environment (12-factor), with defaults that run locally out of the box.
+//! Every limit lives here so it is explicit and overridable; the README lists each variable.
+
+use std::{path::PathBuf, str::FromStr, time::Duration};
+
+use anyhow::{Context, anyhow};
+
+/// All settings of every Fuze process; each process reads the parts it needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub redis_url: String,
+    /// Prefix of every Redis key and channel Fuze writes (tests use one per test).
+    pub redis_prefix: String,
+    pub model_dir: PathBuf,
+    pub api: ApiConfig,
+    pub db: DbConfig,
+    pub jobs: JobsConfig,
+    pub worker: WorkerConfig,
+    pub scraper: ScraperSettings,
+    pub embed: EmbedSettings,
+    pub ttl: TtlConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    /// Bearer token for `/api/v1/admin/*`; admin endpoints answer 401 while unset.
+    pub admin_token: Option<String>,
+    pub max_body_bytes: usize,
+    pub max_url_len: usize,
+    pub max_title_chars: usize,
+    pub max_notes_chars: usize,
+    pub page_size_default: u32,
+    pub page_size_max: u32,
+    /// Suggested delay between two polls of a job that is not finished.
+    pub job_poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// Real cap on attempts per stage (apalis-redis ignores `max_attempts`).
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub metrics_host: String,
+    pub metrics_port: u16,
+    pub clock_metrics_port: u16,
+    pub scrape_concurrency: usize,
+    pub embed_concurrency: usize,
+    /// Safety-net fetch interval; pushes also wake workers through pub/sub.
+    pub poll_interval: Duration,
+    pub heartbeat_interval: Duration,
+    /// A worker silent for `heartbeat_interval * missed_heartbeats` loses its jobs to the others.
+    pub missed_heartbeats: usize,
+    pub job_timeout: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// Scraper limits (the worker maps these onto its scraper).
+#[derive(Debug, Clone)]
+pub struct ScraperSettings {
+    pub connect_timeout: Duration,
+    pub total_timeout: Duration,
+    pub max_redirects: usize,
+    pub max_body_bytes: usize,
+    /// Test-only: lets the scraper reach loopback addresses. Off by default.
+    pub allow_loopback: bool,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbedSettings {
+    pub max_tokens: usize,
+    pub max_batch_texts: usize,
+    pub batch_token_budget: usize,
+    pub max_text_chars: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TtlConfig {
+    pub scraped: Duration,
+    pub embedding: Duration,
+}
+
+impl Config {
+    /// Reads `.env` if present, then the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable source (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let env = Env(&get);
+        Ok(Self {
+            database_url: env.string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fuze"),
+            redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_prefix: env.string("FUZE_REDIS_PREFIX", "fuze"),
+            model_dir: PathBuf::from(env.string("FUZE_MODEL_DIR", "models/all-MiniLM-L6-v2")),
+            api: ApiConfig {
+                host: env.string("FUZE_API_HOST", "127.0.0.1"),
+                port: env.parse("FUZE_API_PORT", 8080)?,
+                workers: env.parse("FUZE_API_WORKERS", 2)?,
+                admin_token: get("FUZE_ADMIN_TOKEN").filter(|t| !t.is_empty()),
+                max_body_bytes: env.parse("FUZE_MAX_BODY_BYTES", 64 * 1024)?,
+                max_url_len: env.parse("FUZE_MAX_URL_LENGTH", 2048)?,
+                max_title_chars: env.parse("FUZE_MAX_TITLE_CHARS", 500)?,
+                max_notes_chars: env.parse("FUZE_MAX_NOTES_CHARS", 10_000)?,
+                page_size_default: env.parse("FUZE_PAGE_SIZE_DEFAULT", 20)?,
+                page_size_max: env.parse("FUZE_PAGE_SIZE_MAX", 100)?,
+                job_poll_interval: env.millis("FUZE_JOB_POLL_INTERVAL_MS", 500)?,
+            },
+            db: DbConfig {
+                max_connections: env.parse("FUZE_DB_MAX_CONNECTIONS", 10)?,
+                min_connections: env.parse("FUZE_DB_MIN_CONNECTIONS", 1)?,
+                acquire_timeout: env.millis("FUZE_DB_ACQUIRE_TIMEOUT_MS", 3_000)?,
+                statement_timeout: env.millis("FUZE_DB_STATEMENT_TIMEOUT_MS", 10_000)?,
+            },
+            jobs: JobsConfig {
+                max_attempts: env.parse("FUZE_JOB_MAX_ATTEMPTS", 5)?,
+                backoff_base: env.millis("FUZE_JOB_BACKOFF_BASE_MS", 2_000)?,
+                backoff_max: env.millis("FUZE_JOB_BACKOFF_MAX_MS", 300_000)?,
+            },
+            worker: WorkerConfig {
+                metrics_host: env.string("FUZE_WORKER_METRICS_HOST", "127.0.0.1"),
+                metrics_port: env.parse("FUZE_WORKER_METRICS_PORT", 9101)?,
+                clock_metrics_port: env.parse("FUZE_CLOCK_METRICS_PORT", 9102)?,
+                scrape_concurrency: env.parse("FUZE_SCRAPE_CONCURRENCY", 8)?,
+                embed_concurrency: env.parse("FUZE_EMBED_CONCURRENCY", 32)?,
+                poll_interval: env.millis("FUZE_WORKER_POLL_INTERVAL_MS", 100)?,
+                heartbeat_interval: env.millis("FUZE_WORKER_HEARTBEAT_MS", 2_000)?,
+                missed_heartbeats: env.parse("FUZE_WORKER_MISSED_HEARTBEATS", 5)?,
+                job_timeout: env.millis("FUZE_JOB_TIMEOUT_MS", 60_000)?,
+                shutdown_timeout: env.millis("FUZE_WORKER_SHUTDOWN_TIMEOUT_MS", 20_000)?,
+            },
+            scraper: ScraperSettings {
+                connect_timeout: env.millis("FUZE_SCRAPE_CONNECT_TIMEOUT_MS", 5_000)?,
+                total_timeout: env.millis("FUZE_SCRAPE_TIMEOUT_MS", 15_000)?,
+                max_redirects: env.parse("FUZE_SCRAPE_MAX_REDIRECTS", 5)?,
+                max_body_bytes: env.parse("FUZE_SCRAPE_MAX_BYTES", 5 * 1024 * 1024)?,
+                allow_loopback: env.parse("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", false)?,
+                user_agent: env.string("FUZE_SCRAPE_USER_AGENT", "FuzeBot/0.1 (+bookmark fetcher)"),
+            },
+            embed: EmbedSettings {
+                max_tokens: env.parse("FUZE_EMBED_MAX_TOKENS", 256)?,
+                max_batch_texts: env.parse("FUZE_EMBED_BATCH_TEXTS", 32)?,
+                batch_token_budget: env.parse("FUZE_EMBED_TOKEN_BUDGET", 8_192)?,
+                max_text_chars: env.parse("FUZE_EMBED_MAX_TEXT_CHARS", 20_000)?,
+            },
+            ttl: TtlConfig {
+                scraped: env.secs("FUZE_TTL_SCRAPED_S", 3_600)?,
+                embedding: env.secs("FUZE_TTL_EMBEDDING_S", 86_400)?,
+            },
+        })
+    }
+}
+
+struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    fn string(&self, name: &str, default: &str) -> String {
+        (self.0)(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parse<T: FromStr>(&self, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match (self.0)(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|e| anyhow!("{e}"))
+                .with_context(|| format!("invalid value {raw:?} for {name}")),
+        }
+    }
+
+    fn millis(&self, name: &str, default_ms: u64) -> anyhow::Result<Duration> {
+        self.parse(name, default_ms).map(Duration::from_millis)
+    }
+
+    fn secs(&self, name: &str, default_s: u64) -> anyhow::Result<Duration> {
+        self.parse(name, default_s).map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_from(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_documented_limits() {
+        let cfg = config_from(&[]).expect("defaults parse");
+        assert_eq!(cfg.api.max_body_bytes, 65_536);
+        assert_eq!(cfg.api.max_url_len, 2048);
+        assert_eq!(cfg.scraper.total_timeout, Duration::from_secs(15));
+        assert_eq!(cfg.scraper.max_redirects, 5);
+        assert!(!cfg.scraper.allow_loopback);
+        assert_eq!(cfg.embed.max_tokens, 256);
+        assert_eq!(cfg.api.admin_token, None);
+    }
+
+    #[test]
+    fn overrides_apply_and_bad_values_name_the_variable() {
+        let cfg = config_from(&[("FUZE_API_PORT", "9000"), ("FUZE_ADMIN_TOKEN", "s3cret")])
+            .expect("valid overrides");
+        assert_eq!(cfg.api.port, 9000);
+        assert_eq!(cfg.api.admin_token.as_deref(), Some("s3cret"));
+        let err = config_from(&[("FUZE_MAX_BODY_BYTES", "lots")]).expect_err("not a number");
+        assert!(format!("{err:#}").contains("FUZE_MAX_BODY_BYTES"), "{err:#}");
+    }
+}

@@ -1,0 +1,25 @@
+//! Invalidation events: whoever writes publishes; every api instance applies them to its L1 cache.
+
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// Anything in this user's bookmarks changed (saved, scraped, embedded, edited, deleted).
+    BookmarksChanged { user_id: Uuid },
+}
+
+/// Publishes an event. Best effort: a lost event is bounded by the cache TTLs, so a write never
+/// fails because Redis is down.
+pub async fn publish(conn: &mut redis::aio::ConnectionManager, channel: &str, event: &Event) {
+    let payload = match serde_json::to_string(event) {
+        Ok(p) => p,
+        Err(e) => return tracing::error!(error = %e, "failed to encode event"),
+    };
+    let sent: redis::RedisResult<i64> = conn.publish(channel, payload).await;
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "failed to publish invalidation event");
+    }
+}

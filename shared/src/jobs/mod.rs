@@ -1,0 +1,14 @@
+//! Background jobs: payloads (pushed by the api, run by the worker), the queues on apalis-redis,
+//! Fuze's own job status records, retry policy and wake-ups.
+
+pub mod codec;
+pub mod payload;
+pub mod queue;
+pub mod records;
+pub mod retry;
+pub mod wake;
+
+pub use codec::{PassThroughCodec, RawPayload};
+pub use payload::{EmbedJob, ScrapeJob};
+pub use queue::{JobQueues, QueueName, WorkerStorage};
+pub use records::JobRecord;

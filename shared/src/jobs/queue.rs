@@ -1,0 +1,115 @@
+//! The job queues on apalis-redis, with the configuration that works around its 1.0 sharp edges.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use apalis::prelude::{BackendExt, TaskBuilder, TaskId, TaskSink};
+use apalis_core::backend::ext::with_codec::WithCodec;
+use apalis_redis::{ConnectionManager, RedisStorage};
+use redis::AsyncCommands;
+use serde::Serialize;
+
+use super::codec::{PassThroughCodec, RawPayload};
+use crate::{config::WorkerConfig, keys::Keys};
+
+/// A queue's storage as both the api (push) and the worker (consume) see it.
+pub type WorkerStorage = WithCodec<RedisStorage<RawPayload>, PassThroughCodec>;
+
+/// The queues Fuze runs; one apalis queue each, so a slow kind never blocks another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueName {
+    Scrape,
+    Embed,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 2] = [QueueName::Scrape, QueueName::Embed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scrape => "scrape",
+            Self::Embed => "embed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|q| q.as_str() == name)
+    }
+}
+
+/// Handles to every queue plus the wake-up channel.
+#[derive(Clone)]
+pub struct JobQueues {
+    conn: ConnectionManager,
+    keys: Keys,
+    worker: WorkerConfig,
+}
+
+impl JobQueues {
+    pub fn new(conn: ConnectionManager, keys: Keys, worker: WorkerConfig) -> Self {
+        Self { conn, keys, worker }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// apalis-redis config: our queue name (not the Rust type path), a short heartbeat so a killed
+    /// worker's jobs move on within seconds, and batch size 1 (a larger batch starves heartbeats
+    /// while tasks sit buffered, and the other workers then run them twice).
+    pub fn apalis_config(&self, queue: QueueName) -> apalis_redis::Config {
+        apalis_redis::Config::default()
+            .queue(self.keys.queue(queue.as_str()))
+            .batch_size(1)
+            .heartbeat_interval(self.worker.heartbeat_interval)
+            .missed_heartbeats(self.worker.missed_heartbeats)
+            .emit_events(false)
+            .persist_results(false)
+    }
+
+    pub fn storage(&self, queue: QueueName) -> WorkerStorage {
+        RedisStorage::<RawPayload>::new(self.conn.clone())
+            .with_config(self.apalis_config(queue))
+            .with_codec(PassThroughCodec)
+    }
+
+    /// Pushes a payload under a task id we chose (apalis would not tell us its own), then wakes workers.
+    pub async fn push<T: Serialize>(
+        &self,
+        queue: QueueName,
+        task_id: &str,
+        payload: &T,
+        run_after: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        let bytes = serde_json::to_vec(payload).context("failed to encode job payload")?;
+        let id: TaskId = task_id.parse().map_err(|e| anyhow::anyhow!("bad task id {task_id}: {e:?}"))?;
+        let mut builder = TaskBuilder::new(RawPayload(bytes)).task_id(id);
+        if let Some(delay) = run_after {
+            builder = builder.run_after(delay);
+        }
+        let mut storage = self.storage(queue);
+        storage
+            .push_task(builder.build())
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to push to queue {}: {e}", queue.as_str()))?;
+        if run_after.is_none() {
+            self.wake(queue).await;
+        }
+        Ok(())
+    }
+
+    /// Best effort: a lost wake-up only costs the workers' poll interval.
+    async fn wake(&self, queue: QueueName) {
+        let mut conn = self.conn.clone();
+        let published: redis::RedisResult<i64> =
+            conn.publish(self.keys.wake_channel(), queue.as_str()).await;
+        if let Err(e) = published {
+            tracing::warn!(error = %e, "failed to publish worker wake-up");
+        }
+    }
+}
+
+/// A fresh job/task id (ULID: sortable, unique across processes).
+pub fn new_task_id() -> String {
+    ulid3::Ulid::generate().to_string()
+}

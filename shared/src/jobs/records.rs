@@ -1,0 +1,170 @@
+//! Fuze's job status records in PostgreSQL: what the frontend polls and what decides retries.
+//!
+//! apalis-redis keeps no reliable state for this (`Failed` means both "will retry" and "dead",
+//! `Running` lags, nothing expires), so each job has a row here and apalis only transports it.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgExecutor};
+use uuid::Uuid;
+
+use crate::domain::JobState;
+
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct JobRecord {
+    pub id: String,
+    pub user_id: Option<Uuid>,
+    pub kind: String,
+    pub stage: Option<String>,
+    pub state: JobState,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+    pub bookmark_id: Option<Uuid>,
+    #[serde(skip)]
+    pub task_id: String,
+    pub run_after: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, user_id, kind, stage, state, attempts, max_attempts, error_code, error, \
+     bookmark_id, task_id, run_after, created_at, updated_at, finished_at";
+
+/// A new queued job whose first apalis task id equals the job id.
+pub struct NewJob<'a> {
+    pub id: &'a str,
+    pub user_id: Uuid,
+    pub kind: &'a str,
+    pub stage: &'a str,
+    pub bookmark_id: Option<Uuid>,
+    pub max_attempts: i32,
+}
+
+pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob<'_>) -> sqlx::Result<JobRecord> {
+    sqlx::query_as(&format!(
+        "INSERT INTO jobs (id, user_id, kind, stage, state, max_attempts, bookmark_id, task_id) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $1) RETURNING {COLUMNS}"
+    ))
+    .bind(job.id)
+    .bind(job.user_id)
+    .bind(job.kind)
+    .bind(job.stage)
+    .bind(job.max_attempts)
+    .bind(job.bookmark_id)
+    .fetch_one(db)
+    .await
+}
+
+/// A job as its owner sees it; another user's job is indistinguishable from a missing one.
+pub async fn find_for_user(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    user_id: Uuid,
+) -> sqlx::Result<Option<JobRecord>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 AND user_id = $2"))
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn latest_for_bookmark(
+    db: impl PgExecutor<'_>,
+    bookmark_id: Uuid,
+) -> sqlx::Result<Option<JobRecord>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE bookmark_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
+    ))
+    .bind(bookmark_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Marks the job running for this apalis task and counts the attempt. `None` when the task is a
+/// stale duplicate (another task owns the job) or the job already finished: the caller stops.
+/// A re-run of the same task after a crash is allowed: delivery is at least once.
+pub async fn claim(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    task_id: &str,
+    stage: &str,
+) -> sqlx::Result<Option<JobRecord>> {
+    sqlx::query_as(&format!(
+        "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = now(), run_after = NULL \
+         WHERE id = $1 AND task_id = $2 AND stage = $3 AND state IN ('queued', 'retrying', 'running') \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(task_id)
+    .bind(stage)
+    .fetch_optional(db)
+    .await
+}
+
+/// Hands the job to its next stage under a new task id.
+pub async fn advance(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    stage: &str,
+    task_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET stage = $2, task_id = $3, state = 'queued', attempts = 0, error_code = NULL, \
+         error = NULL, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(stage)
+    .bind(task_id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+pub async fn schedule_retry(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    task_id: &str,
+    error_code: &str,
+    error: &str,
+    run_after: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'retrying', task_id = $2, error_code = $3, error = $4, run_after = $5, \
+         updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(task_id)
+    .bind(error_code)
+    .bind(error)
+    .bind(run_after)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+pub async fn succeed(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'succeeded', error_code = NULL, error = NULL, updated_at = now(), \
+         finished_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+pub async fn fail(db: impl PgExecutor<'_>, id: &str, error_code: &str, error: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'failed', error_code = $2, error = $3, updated_at = now(), \
+         finished_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error_code)
+    .bind(error)
+    .execute(db)
+    .await
+    .map(drop)
+}

@@ -1,0 +1,61 @@
+//! Every Redis key and channel name Fuze uses, in one place, under a configurable prefix.
+
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self { prefix: prefix.into() }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Scraped page of a normalized URL, shared across users (`url_hash_hex` = sha256 of the URL).
+    pub fn scraped(&self, url_hash_hex: &str) -> String {
+        format!("{}:scraped:{url_hash_hex}", self.prefix)
+    }
+
+    /// Embedding of a text by a model: never embed the same text twice.
+    pub fn embedding(&self, model_id: &str, text: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(model_id.as_bytes());
+        h.update([0u8]);
+        h.update(text.as_bytes());
+        format!("{}:embedding:{}", self.prefix, hex::encode(h.finalize()))
+    }
+
+    /// apalis queue name of a job queue.
+    pub fn queue(&self, name: &str) -> String {
+        format!("{}:queue:{name}", self.prefix)
+    }
+
+    /// Pub/sub channel on which pushes wake idle workers.
+    pub fn wake_channel(&self) -> String {
+        format!("{}:wake", self.prefix)
+    }
+
+    /// Pub/sub channel of cache invalidation events.
+    pub fn events_channel(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_prefix_and_separate_models() {
+        let k = Keys::new("t1");
+        assert_eq!(k.scraped("ab"), "t1:scraped:ab");
+        assert!(k.embedding("m", "x").starts_with("t1:embedding:"));
+        assert_ne!(k.embedding("m1", "x"), k.embedding("m2", "x"));
+        assert_ne!(k.embedding("m", "ab"), k.embedding("ma", "b"));
+    }
+}

@@ -1,0 +1,165 @@
+//! Prometheus metrics: one registry per process, `fuze_` names, base units, bounded labels.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 0.5 ms to 60 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Job outcomes; every kind × outcome is exported from the start, at 0.
+pub const JOB_OUTCOMES: &[&str] = &["succeeded", "retried", "failed", "skipped"];
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    pub jobs_enqueued: IntCounterVec,
+    pub jobs_deduplicated: IntCounterVec,
+    pub jobs_started: IntCounterVec,
+    pub jobs_finished: IntCounterVec,
+    pub job_duration: HistogramVec,
+    pub job_queue_wait: HistogramVec,
+    pub jobs_undecodable: IntCounterVec,
+    pub worker_restarts: IntCounterVec,
+    pub scrape_fetches: IntCounterVec,
+    pub scrape_duration: HistogramVec,
+    pub embed_texts: IntCounterVec,
+    pub embed_cache: IntCounterVec,
+    pub embed_batch_size: HistogramVec,
+    pub embed_duration: HistogramVec,
+    pub build_info: IntGaugeVec,
+}
+
+impl Metrics {
+    /// A registry with every Fuze metric plus process metrics, known label sets set to 0.
+    pub fn new(queues: &[&str]) -> anyhow::Result<Self> {
+        let registry = Registry::new_custom(Some("fuze".into()), None)?;
+        let counter = |name: &str, help: &str, labels: &[&str]| -> anyhow::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?;
+            registry.register(Box::new(h.clone()))?;
+            anyhow::Ok(h)
+        };
+        let m = Self {
+            http_requests: counter(
+                "http_requests_total",
+                "HTTP requests by route template, method and status.",
+                &["route", "method", "status"],
+            )?,
+            http_duration: histogram(
+                "http_request_duration_seconds",
+                "HTTP request latency by route template.",
+                &["route"],
+                LATENCY_BUCKETS,
+            )?,
+            jobs_enqueued: counter("jobs_enqueued_total", "Jobs pushed to a queue.", &["queue"])?,
+            jobs_deduplicated: counter(
+                "jobs_deduplicated_total",
+                "Saves that returned an existing job instead of a new one.",
+                &["queue"],
+            )?,
+            jobs_started: counter("jobs_started_total", "Job runs started.", &["queue"])?,
+            jobs_finished: counter(
+                "jobs_finished_total",
+                "Job runs finished by outcome.",
+                &["queue", "outcome"],
+            )?,
+            job_duration: histogram(
+                "job_duration_seconds",
+                "Job run duration.",
+                &["queue"],
+                LATENCY_BUCKETS,
+            )?,
+            job_queue_wait: histogram(
+                "job_queue_wait_seconds",
+                "Time from enqueue (or the scheduled retry time) to start.",
+                &["queue"],
+                LATENCY_BUCKETS,
+            )?,
+            jobs_undecodable: counter(
+                "jobs_undecodable_total",
+                "Job payloads that did not decode and were dropped.",
+                &["queue"],
+            )?,
+            worker_restarts: counter("worker_restarts_total", "apalis worker restarts.", &["queue"])?,
+            scrape_fetches: counter(
+                "scrape_fetches_total",
+                "Page fetches by outcome class.",
+                &["outcome"],
+            )?,
+            scrape_duration: histogram(
+                "scrape_fetch_duration_seconds",
+                "Page fetch duration, redirects and body included.",
+                &[],
+                LATENCY_BUCKETS,
+            )?,
+            embed_texts: counter("embed_texts_total", "Texts embedded by the model.", &[])?,
+            embed_cache: counter(
+                "embed_cache_requests_total",
+                "Embedding cache lookups by result.",
+                &["result"],
+            )?,
+            embed_batch_size: histogram(
+                "embed_batch_size",
+                "Texts per forward pass.",
+                &[],
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+            )?,
+            embed_duration: histogram(
+                "embed_inference_duration_seconds",
+                "Model inference time per batch.",
+                &[],
+                LATENCY_BUCKETS,
+            )?,
+            build_info: {
+                let g = IntGaugeVec::new(Opts::new("build_info", "Fuze build."), &["version"])?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            registry,
+        };
+        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        #[cfg(target_os = "linux")]
+        m.registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        for q in queues {
+            for c in [&m.jobs_enqueued, &m.jobs_deduplicated, &m.jobs_started, &m.jobs_undecodable] {
+                c.with_label_values(&[q]).reset();
+            }
+            m.worker_restarts.with_label_values(&[q]).reset();
+            for o in JOB_OUTCOMES {
+                m.jobs_finished.with_label_values(&[q, o]).reset();
+            }
+        }
+        for r in ["hit", "miss"] {
+            m.embed_cache.with_label_values(&[r]).reset();
+        }
+        Ok(m)
+    }
+
+    pub fn observe_http(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        self.http_requests
+            .with_label_values(&[route, method, status.to_string().as_str()])
+            .inc();
+        self.http_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+    }
+
+    /// The text exposition format for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "failed to encode metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
