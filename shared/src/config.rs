@@ -20,6 +20,7 @@ pub struct Config {
     pub scraper: ScraperSettings,
     pub embed: EmbedSettings,
     pub ttl: TtlConfig,
+    pub clock: ClockConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +90,14 @@ pub struct EmbedSettings {
     pub max_batch_texts: usize,
     pub batch_token_budget: usize,
     pub max_text_chars: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClockConfig {
+    /// When the clock looks for jobs whose queue task was lost (six-field cron, with seconds).
+    pub reconcile_schedule: String,
+    /// A queued job is only checked once it has waited this long.
+    pub stale_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +174,10 @@ impl Config {
             ttl: TtlConfig {
                 scraped: env.secs("FUZE_TTL_SCRAPED_S", 3_600)?,
                 embedding: env.secs("FUZE_TTL_EMBEDDING_S", 86_400)?,
+            },
+            clock: ClockConfig {
+                reconcile_schedule: env.string("FUZE_CLOCK_RECONCILE_SCHEDULE", "*/30 * * * * *"),
+                stale_after: env.secs("FUZE_CLOCK_STALE_AFTER_S", 60)?,
             },
         })
     }

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets from 0.5 ms to 60 s.
@@ -28,11 +29,14 @@ pub struct Metrics {
     pub jobs_undecodable: IntCounterVec,
     pub worker_restarts: IntCounterVec,
     pub scrape_fetches: IntCounterVec,
-    pub scrape_duration: HistogramVec,
-    pub embed_texts: IntCounterVec,
+    pub scrape_duration: Histogram,
+    pub embed_texts: IntCounter,
+    pub embed_tokens: IntCounter,
+    pub embed_truncated: IntCounter,
+    pub model_load_seconds: Gauge,
     pub embed_cache: IntCounterVec,
-    pub embed_batch_size: HistogramVec,
-    pub embed_duration: HistogramVec,
+    pub embed_batch_size: Histogram,
+    pub embed_duration: Histogram,
     pub build_info: IntGaugeVec,
 }
 
@@ -49,6 +53,16 @@ impl Metrics {
             let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?;
             registry.register(Box::new(h.clone()))?;
             anyhow::Ok(h)
+        };
+        let plain_counter = |name: &str, help: &str| -> anyhow::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let plain_histogram = |name: &str, help: &str, buckets: &[f64]| -> anyhow::Result<Histogram> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
         };
         let m = Self {
             http_requests: counter(
@@ -97,28 +111,32 @@ impl Metrics {
                 "Page fetches by outcome class.",
                 &["outcome"],
             )?,
-            scrape_duration: histogram(
+            scrape_duration: plain_histogram(
                 "scrape_fetch_duration_seconds",
                 "Page fetch duration, redirects and body included.",
-                &[],
                 LATENCY_BUCKETS,
             )?,
-            embed_texts: counter("embed_texts_total", "Texts embedded by the model.", &[])?,
+            embed_texts: plain_counter("embed_texts_total", "Texts embedded by the model.")?,
+            embed_tokens: plain_counter("embed_tokens_total", "Word pieces embedded (unpadded).")?,
+            embed_truncated: plain_counter("embed_truncated_total", "Texts cut at the model's token limit.")?,
+            model_load_seconds: {
+                let g = Gauge::new("embed_model_load_seconds", "Time to load the model at start.")?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             embed_cache: counter(
                 "embed_cache_requests_total",
                 "Embedding cache lookups by result.",
                 &["result"],
             )?,
-            embed_batch_size: histogram(
+            embed_batch_size: plain_histogram(
                 "embed_batch_size",
                 "Texts per forward pass.",
-                &[],
                 &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
             )?,
-            embed_duration: histogram(
+            embed_duration: plain_histogram(
                 "embed_inference_duration_seconds",
                 "Model inference time per batch.",
-                &[],
                 LATENCY_BUCKETS,
             )?,
             build_info: {

@@ -1,4 +1,20 @@
 //! Fuze worker: runs scrape and embed jobs, holds the embedding model, and the clock.
+//!
+//! - [`runtime`]: the worker process (apalis Monitor, wake-ups, shutdown)
+//! - [`jobs`]: job handlers and the runner that records their outcomes
+//! - [`scrape`]: SSRF-safe fetching and main-text extraction
+//! - [`embed`]: the candle sentence-embedding engine
+//! - [`clock`], [`reconcile`]: the scheduler process and lost-task recovery
+//! - [`cli`]: `embed` and `extract` operator commands
 
+pub mod cli;
+pub mod clock;
+pub mod context;
 pub mod embed;
+pub mod jobs;
+pub mod metrics_server;
+pub mod observe;
+pub mod reconcile;
+pub mod runtime;
 pub mod scrape;
+pub mod settings;

@@ -54,6 +54,11 @@ impl JobQueues {
         &self.keys
     }
 
+    /// The shared Redis connection (for reads of apalis keys).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// apalis-redis config: our queue name (not the Rust type path), a short heartbeat so a killed
     /// worker's jobs move on within seconds, and batch size 1 (a larger batch starves heartbeats
     /// while tasks sit buffered, and the other workers then run them twice).

@@ -27,11 +27,12 @@ pub struct JobRecord {
     pub run_after: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "id, user_id, kind, stage, state, attempts, max_attempts, error_code, error, \
-     bookmark_id, task_id, run_after, created_at, updated_at, finished_at";
+     bookmark_id, task_id, run_after, created_at, updated_at, started_at, finished_at";
 
 /// A new queued job whose first apalis task id equals the job id.
 pub struct NewJob<'a> {
@@ -83,25 +84,51 @@ pub async fn latest_for_bookmark(
     .await
 }
 
-/// Marks the job running for this apalis task and counts the attempt. `None` when the task is a
-/// stale duplicate (another task owns the job) or the job already finished: the caller stops.
+/// A job a worker took, with how long it waited since it became runnable.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub record: JobRecord,
+    pub queue_wait_s: f64,
+}
+
+/// Marks the job running for this apalis task and counts the attempt. `None` when the task is not
+/// (or not yet) the job's current task, or the job already finished: see [`find`] to tell which.
 /// A re-run of the same task after a crash is allowed: delivery is at least once.
 pub async fn claim(
     db: impl PgExecutor<'_>,
     id: &str,
     task_id: &str,
     stage: &str,
-) -> sqlx::Result<Option<JobRecord>> {
-    sqlx::query_as(&format!(
-        "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = now(), run_after = NULL \
-         WHERE id = $1 AND task_id = $2 AND stage = $3 AND state IN ('queued', 'retrying', 'running') \
-         RETURNING {COLUMNS}"
+) -> sqlx::Result<Option<Claimed>> {
+    let row: Option<ClaimRow> = sqlx::query_as(&format!(
+        "UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, updated_at = now(), \
+           run_after = NULL, started_at = COALESCE(jobs.started_at, clock_timestamp()) \
+         FROM (SELECT id, COALESCE(run_after, updated_at) AS ready_at FROM jobs WHERE id = $1) AS before \
+         WHERE jobs.id = before.id AND jobs.task_id = $2 AND jobs.stage = $3 \
+           AND jobs.state IN ('queued', 'retrying', 'running') \
+         RETURNING {}, GREATEST(EXTRACT(EPOCH FROM clock_timestamp() - before.ready_at), 0)::float8 AS queue_wait_s",
+        COLUMNS.split(", ").map(|c| format!("jobs.{c}")).collect::<Vec<_>>().join(", ")
     ))
     .bind(id)
     .bind(task_id)
     .bind(stage)
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(row.map(|r| Claimed { record: r.record, queue_wait_s: r.queue_wait_s }))
+}
+
+#[derive(FromRow)]
+struct ClaimRow {
+    #[sqlx(flatten)]
+    record: JobRecord,
+    queue_wait_s: f64,
+}
+
+pub async fn find(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<JobRecord>> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
 }
 
 /// Hands the job to its next stage under a new task id.
@@ -123,19 +150,22 @@ pub async fn advance(
     .map(drop)
 }
 
+/// Schedules another attempt of `stage` under a new task id.
 pub async fn schedule_retry(
     db: impl PgExecutor<'_>,
     id: &str,
+    stage: &str,
     task_id: &str,
     error_code: &str,
     error: &str,
     run_after: DateTime<Utc>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE jobs SET state = 'retrying', task_id = $2, error_code = $3, error = $4, run_after = $5, \
-         updated_at = now() WHERE id = $1",
+        "UPDATE jobs SET state = 'retrying', stage = $2, task_id = $3, error_code = $4, error = $5, \
+         run_after = $6, updated_at = now() WHERE id = $1",
     )
     .bind(id)
+    .bind(stage)
     .bind(task_id)
     .bind(error_code)
     .bind(error)

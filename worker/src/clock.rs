@@ -1,0 +1,50 @@
+//! `fuze-worker clock`: the scheduler process (apalis-cron, six-field cron with seconds).
+//! Today it re-enqueues jobs whose task was lost (Redis restarted without persistence, a push that
+//! failed after its record was written); cache warming joins it with the read path.
+
+use std::{str::FromStr, sync::Arc};
+
+use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder};
+use apalis_cron::{CronScheduler, Tick};
+use fuze_shared::{config::Config, db, jobs::{JobQueues, QueueName}, keys::Keys, metrics::Metrics, redis_conn};
+
+use crate::{metrics_server, reconcile, runtime::shutdown_signal};
+
+struct ClockContext {
+    db: sqlx::PgPool,
+    queues: JobQueues,
+    config: Config,
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let queue_names: Vec<&str> = QueueName::ALL.iter().map(|q| q.as_str()).collect();
+    let metrics = Metrics::new(&queue_names)?;
+    let db = db::connect(&config).await?;
+    let redis = redis_conn::connection_manager(&config.redis_url).await?;
+    let queues = JobQueues::new(redis, Keys::new(config.redis_prefix.clone()), config.worker.clone());
+    let port = metrics_server::spawn(&config.worker.metrics_host, config.worker.clock_metrics_port, metrics)?;
+    let schedule = cron::Schedule::from_str(&config.clock.reconcile_schedule)
+        .map_err(|e| anyhow::anyhow!("invalid FUZE_CLOCK_RECONCILE_SCHEDULE: {e}"))?;
+    tracing::info!(metrics_port = port, schedule = %config.clock.reconcile_schedule, "clock ready");
+    let ctx = Arc::new(ClockContext { db, queues, config });
+    Monitor::new()
+        .register(move |restarts| {
+            WorkerBuilder::new(format!("clock-reconcile-{restarts}"))
+                .backend(CronScheduler::new(schedule.clone()))
+                .data(ctx.clone())
+                .build(on_tick)
+        })
+        .should_restart(|_, _| true)
+        .run_with_signal(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// Reconciling is idempotent, so two clocks firing the same tick do no harm.
+async fn on_tick(_tick: Tick, ctx: Data<Arc<ClockContext>>) -> Result<(), BoxDynError> {
+    let requeued = reconcile::requeue_stale(&ctx.db, &ctx.queues, &ctx.config).await?;
+    if requeued > 0 {
+        tracing::warn!(requeued, "re-enqueued jobs whose task was lost");
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! EmbedJob: embed the bookmark's title, description and main text, store the vector, finish the job.
+//! Concurrent embed jobs share forward passes: the embedder thread batches what arrives together.
+
+use apalis::prelude::{Attempt, BoxDynError, Data, TaskId};
+use fuze_shared::{
+    bookmarks,
+    jobs::{EmbedJob, QueueName, RawPayload, records, records::Claimed},
+};
+use redis::AsyncCommands;
+
+use super::{Failure, runner};
+use crate::context::{JobContext, SharedContext};
+
+/// apalis handler for the embed queue.
+pub async fn handle(
+    payload: RawPayload,
+    task_id: TaskId,
+    attempt: Attempt,
+    ctx: Data<SharedContext>,
+) -> Result<(), BoxDynError> {
+    runner::run(&ctx, QueueName::Embed, &payload, &task_id, attempt.current(), |job, claimed| {
+        embed(&ctx, job, claimed)
+    })
+    .await
+}
+
+async fn embed(ctx: &JobContext, job: EmbedJob, _claimed: Claimed) -> Result<(), Failure> {
+    let text = bookmarks::text_to_embed(&ctx.db, job.user_id, job.bookmark_id)
+        .await?
+        .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
+    if text.trim().is_empty() {
+        return Err(Failure::permanent("nothing_to_embed", "the page has no title or text"));
+    }
+    let vector = embedding_for(ctx, &text).await?;
+    let model = ctx.embedder.model_id().to_owned();
+    if !bookmarks::store_embedding(&ctx.db, job.user_id, job.bookmark_id, &vector, &model).await? {
+        return Err(Failure::permanent("bookmark_deleted", "the bookmark was deleted"));
+    }
+    records::succeed(&ctx.db, &job.job_id).await?;
+    ctx.bookmarks_changed(job.user_id).await;
+    Ok(())
+}
+
+/// The cached embedding of `text`, or a fresh one (then cached for the configured TTL).
+pub async fn embedding_for(ctx: &JobContext, text: &str) -> Result<Vec<f32>, Failure> {
+    let key = ctx.keys.embedding(ctx.embedder.model_id(), text);
+    let mut conn = ctx.redis.clone();
+    let cached: Option<Vec<u8>> = conn
+        .get(&key)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "embedding cache read failed"))
+        .ok()
+        .flatten();
+    if let Some(vector) = cached.and_then(|bytes| decode_vector(&bytes, ctx.embedder.dimensions())) {
+        ctx.metrics.embed_cache.with_label_values(&["hit"]).inc();
+        return Ok(vector);
+    }
+    ctx.metrics.embed_cache.with_label_values(&["miss"]).inc();
+    let vector = ctx
+        .embedder
+        .embed(vec![text.to_owned()])
+        .await
+        .map_err(|e| Failure::transient("embedding", format!("{e:#}")))?
+        .pop()
+        .ok_or_else(|| Failure::transient("embedding", "the model returned no vector"))?;
+    let ttl = ctx.config.ttl.embedding.as_secs().max(1);
+    let written: redis::RedisResult<()> = conn.set_ex(&key, encode_vector(&vector), ttl).await;
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "embedding cache write failed");
+    }
+    Ok(vector)
+}
+
+/// Little-endian f32s: 1.5 KiB for 384 dimensions, no parsing.
+fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(bytes: &[u8], dims: usize) -> Option<Vec<f32>> {
+    (bytes.len() == dims * 4).then(|| {
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectors_round_trip_and_wrong_sizes_are_ignored() {
+        let v = vec![0.25f32, -1.5, 3.0];
+        assert_eq!(decode_vector(&encode_vector(&v), 3), Some(v));
+        assert_eq!(decode_vector(&[0u8; 8], 3), None);
+    }
+}

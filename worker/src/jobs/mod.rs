@@ -1,0 +1,9 @@
+//! Job handlers. Each stage is a plain async function returning `Result<(), Failure>`;
+//! [`runner`] does the bookkeeping around it (claim, timeout, panics, retries, metrics).
+
+pub mod embed;
+pub mod failure;
+pub mod runner;
+pub mod scrape;
+
+pub use failure::Failure;

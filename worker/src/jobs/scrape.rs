@@ -1,0 +1,110 @@
+//! ScrapeJob: fetch the saved page (or reuse a recent scrape of the same URL), store what was
+//! extracted, and hand the job to the embed stage.
+
+use std::time::Instant;
+
+use apalis::prelude::{Attempt, BoxDynError, Data, TaskId};
+use fuze_shared::{
+    bookmarks::{self, Scraped},
+    domain::BookmarkUrl,
+    jobs::{EmbedJob, QueueName, RawPayload, ScrapeJob, queue::new_task_id, records, records::Claimed},
+};
+use redis::AsyncCommands;
+
+use super::{Failure, runner};
+use crate::{
+    context::{JobContext, SharedContext},
+    scrape::ExtractedPage,
+};
+
+/// apalis handler for the scrape queue.
+pub async fn handle(
+    payload: RawPayload,
+    task_id: TaskId,
+    attempt: Attempt,
+    ctx: Data<SharedContext>,
+) -> Result<(), BoxDynError> {
+    runner::run(&ctx, QueueName::Scrape, &payload, &task_id, attempt.current(), |job, claimed| {
+        scrape(&ctx, job, claimed)
+    })
+    .await
+}
+
+async fn scrape(ctx: &JobContext, job: ScrapeJob, _claimed: Claimed) -> Result<(), Failure> {
+    let url = bookmarks::url_of(&ctx.db, job.user_id, job.bookmark_id)
+        .await?
+        .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
+    // Stored URLs were validated on save; parse again to get the hash and a `Url`.
+    let url = BookmarkUrl::parse(&url, usize::MAX).map_err(|e| Failure::permanent("invalid_url", e.to_string()))?;
+    let page = match cached_page(ctx, &url).await {
+        Some(page) => page,
+        None => {
+            let page = fetch_and_extract(ctx, &url).await?;
+            cache_page(ctx, &url, &page).await;
+            page
+        }
+    };
+    let stored = bookmarks::store_scraped(
+        &ctx.db,
+        job.user_id,
+        job.bookmark_id,
+        &Scraped {
+            title: page.title.as_deref(),
+            description: page.description.as_deref(),
+            canonical_url: page.canonical_url.as_deref(),
+            text: &page.text,
+        },
+    )
+    .await?;
+    if !stored {
+        return Err(Failure::permanent("bookmark_deleted", "the bookmark was deleted"));
+    }
+    ctx.bookmarks_changed(job.user_id).await;
+    hand_to_embed(ctx, &job).await
+}
+
+async fn fetch_and_extract(ctx: &JobContext, url: &BookmarkUrl) -> Result<ExtractedPage, Failure> {
+    let started = Instant::now();
+    let fetched = ctx.scraper.fetch(url.as_url()).await;
+    ctx.metrics.scrape_duration.observe(started.elapsed().as_secs_f64());
+    let class = fetched.as_ref().map_or_else(|e| e.class(), |_| "ok");
+    ctx.metrics.scrape_fetches.with_label_values(&[class]).inc();
+    let fetched = fetched?;
+    // Extraction of a large page is CPU work: keep it off the async threads.
+    tokio::task::spawn_blocking(move || fetched.extract())
+        .await
+        .map_err(|e| Failure::transient("extract", e.to_string()))
+}
+
+async fn cached_page(ctx: &JobContext, url: &BookmarkUrl) -> Option<ExtractedPage> {
+    let mut conn = ctx.redis.clone();
+    let raw: Option<Vec<u8>> = conn
+        .get(ctx.keys.scraped(&url.hash_hex()))
+        .await
+        .inspect_err(|e| tracing::warn!(error = %e, "scrape cache read failed"))
+        .ok()?;
+    serde_json::from_slice(&raw?).ok()
+}
+
+async fn cache_page(ctx: &JobContext, url: &BookmarkUrl, page: &ExtractedPage) {
+    let Ok(bytes) = serde_json::to_vec(page) else { return };
+    let mut conn = ctx.redis.clone();
+    let ttl = ctx.config.ttl.scraped.as_secs().max(1);
+    let written: redis::RedisResult<()> = conn.set_ex(ctx.keys.scraped(&url.hash_hex()), bytes, ttl).await;
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "scrape cache write failed");
+    }
+}
+
+/// Records the stage change, then pushes. If the push fails the embed stage would never run, so
+/// the error goes back as transient and this stage retries (its page is cached by then).
+async fn hand_to_embed(ctx: &JobContext, job: &ScrapeJob) -> Result<(), Failure> {
+    let task = new_task_id();
+    records::advance(&ctx.db, &job.job_id, QueueName::Embed.as_str(), &task).await?;
+    let next = EmbedJob { job_id: job.job_id.clone(), user_id: job.user_id, bookmark_id: job.bookmark_id };
+    ctx.queues.push(QueueName::Embed, &task, &next, None).await.map_err(|e| {
+        Failure::transient("queue", format!("failed to enqueue the embed stage: {e:#}"))
+    })?;
+    ctx.metrics.jobs_enqueued.with_label_values(&[QueueName::Embed.as_str()]).inc();
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! The worker process: load the model, connect, then run the apalis workers under a Monitor until
+//! SIGTERM/SIGINT, finishing in-flight jobs within the shutdown timeout.
+
+use std::{sync::Arc, time::Instant};
+
+use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
+use fuze_shared::{
+    config::Config,
+    db,
+    jobs::{JobQueues, QueueName, wake::{WakeHub, WakeOrInterval}},
+    keys::Keys,
+    metrics::Metrics,
+    redis_conn,
+};
+
+use crate::{
+    context::JobContext,
+    embed::{Embedder, EmbeddingModel},
+    jobs, metrics_server,
+    observe::PromEmbedObserver,
+    settings,
+};
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let queue_names: Vec<&str> = QueueName::ALL.iter().map(|q| q.as_str()).collect();
+    let metrics = Metrics::new(&queue_names)?;
+
+    let loading = Instant::now();
+    let embed_cfg = settings::embedder(&config);
+    let model = tokio::task::spawn_blocking(move || EmbeddingModel::load(&embed_cfg)).await??;
+    metrics.model_load_seconds.set(loading.elapsed().as_secs_f64());
+    tracing::info!(seconds = loading.elapsed().as_secs_f64(), model = model.model_id(), "model loaded");
+    let embedder = Embedder::start_with_observer(model, Arc::new(PromEmbedObserver::new(metrics.clone())));
+
+    let db = db::connect(&config).await?;
+    let redis = redis_conn::connection_manager(&config.redis_url).await?;
+    let keys = Keys::new(config.redis_prefix.clone());
+    let queues = JobQueues::new(redis.clone(), keys.clone(), config.worker.clone());
+    let scraper = crate::scrape::Scraper::new(settings::scraper(&config))?;
+    if config.scraper.allow_loopback {
+        tracing::warn!("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS is on: the scraper may reach loopback addresses");
+    }
+
+    let hub = WakeHub::default();
+    tokio::spawn(hub.clone().run_subscriber(config.redis_url.clone(), keys.wake_channel()));
+
+    let metrics_port =
+        metrics_server::spawn(&config.worker.metrics_host, config.worker.metrics_port, metrics.clone())?;
+    let ctx = Arc::new(JobContext {
+        config: config.clone(),
+        db,
+        redis,
+        keys,
+        queues: queues.clone(),
+        metrics: metrics.clone(),
+        scraper,
+        embedder,
+    });
+    tracing::info!(metrics_port, "worker ready");
+
+    // Unique per process and per restart: apalis refuses a name whose heartbeat is still fresh.
+    let instance = fuze_shared::jobs::queue::new_task_id();
+    let poll = config.worker.poll_interval;
+    let monitor = Monitor::new()
+        .register({
+            let (ctx, queues, hub, instance) = (ctx.clone(), queues.clone(), hub.clone(), instance.clone());
+            move |restarts| {
+                let strategy = WakeOrInterval::new(hub.subscribe(QueueName::Scrape), poll);
+                WorkerBuilder::new(format!("scrape-{instance}-{restarts}"))
+                    .backend(queues.storage(QueueName::Scrape).poll_with_strategy(strategy))
+                    .concurrency(ctx.config.worker.scrape_concurrency.max(1))
+                    .data(ctx.clone())
+                    .build(jobs::scrape::handle)
+            }
+        })
+        .register({
+            let (ctx, queues, hub) = (ctx.clone(), queues.clone(), hub.clone());
+            move |restarts| {
+                let strategy = WakeOrInterval::new(hub.subscribe(QueueName::Embed), poll);
+                WorkerBuilder::new(format!("embed-{instance}-{restarts}"))
+                    .backend(queues.storage(QueueName::Embed).poll_with_strategy(strategy))
+                    .concurrency(ctx.config.worker.embed_concurrency.max(1))
+                    .data(ctx.clone())
+                    .build(jobs::embed::handle)
+            }
+        })
+        .should_restart({
+            let metrics = metrics.clone();
+            move |worker, error| {
+                // Any Redis error ends an apalis worker; restart it under a new name.
+                let queue = if worker.name().starts_with("scrape") { "scrape" } else { "embed" };
+                metrics.worker_restarts.with_label_values(&[queue]).inc();
+                tracing::warn!(worker = worker.name(), error = %error, "worker stopped; restarting");
+                true
+            }
+        })
+        .with_terminator(tokio::time::sleep(config.worker.shutdown_timeout));
+    monitor.run_with_signal(shutdown_signal()).await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// SIGTERM (process managers) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight jobs"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing in-flight jobs"),
+    }
+    Ok(())
+}
