@@ -44,7 +44,7 @@ fn optional_text(
 }
 
 /// Saves a link. New: 202 with the queued job. Already saved by this user: 200 with the existing
-/// bookmark and its latest job. The job is pushed before the commit, so a failed push writes nothing.
+/// bookmark and its latest job. If the job cannot be enqueued the save is undone (503).
 #[tracing::instrument(skip(state, body), fields(user = %user.0))]
 async fn save(
     state: web::Data<AppState>,
@@ -88,15 +88,28 @@ async fn save(
         },
     )
     .await?;
-    let payload = ScrapeJob { job_id: job_id.clone(), user_id: user.0, bookmark_id: bookmark.id };
-    state.queues.push(QueueName::Scrape, &job_id, &payload, None).await.map_err(|e| {
-        tracing::error!(error = ?e, "enqueue failed; nothing saved");
-        ApiError::Unavailable("job queue unavailable; nothing was saved, retry shortly")
-    })?;
     tx.commit().await?;
+    // Commit first, so the worker always finds the record of the task it receives.
+    let payload = ScrapeJob { job_id: job_id.clone(), user_id: user.0, bookmark_id: bookmark.id };
+    if let Err(e) = state.queues.push(QueueName::Scrape, &job_id, &payload, None).await {
+        tracing::error!(error = ?e, "enqueue failed; undoing the save");
+        undo_save(&state, &job_id, bookmark.id).await;
+        return Err(ApiError::Unavailable("job queue unavailable; nothing was saved, retry shortly"));
+    }
     state.metrics.jobs_enqueued.with_label_values(&["scrape"]).inc();
     publish_change(&state, user.0).await;
     Ok(HttpResponse::Accepted().json(SaveResponse { bookmark, job: Some(JobView::new(job, &state)) }))
+}
+
+/// Best effort: if this fails too, the clock's reconciler enqueues the orphaned job later.
+async fn undo_save(state: &AppState, job_id: &str, bookmark_id: Uuid) {
+    let undone = async {
+        sqlx::query("DELETE FROM jobs WHERE id = $1").bind(job_id).execute(&state.db).await?;
+        sqlx::query("DELETE FROM saved_content WHERE id = $1").bind(bookmark_id).execute(&state.db).await
+    };
+    if let Err(e) = undone.await {
+        tracing::error!(error = %e, job = job_id, "failed to undo a save whose job was not enqueued");
+    }
 }
 
 async fn publish_change(state: &AppState, user_id: Uuid) {

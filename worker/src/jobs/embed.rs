@@ -1,7 +1,7 @@
 //! EmbedJob: embed the bookmark's title, description and main text, store the vector, finish the job.
 //! Concurrent embed jobs share forward passes: the embedder thread batches what arrives together.
 
-use apalis::prelude::{Attempt, BoxDynError, Data, TaskId};
+use apalis::prelude::{BoxDynError, Data, TaskId};
 use fuze_shared::{
     bookmarks,
     jobs::{EmbedJob, QueueName, RawPayload, records, records::Claimed},
@@ -15,10 +15,9 @@ use crate::context::{JobContext, SharedContext};
 pub async fn handle(
     payload: RawPayload,
     task_id: TaskId,
-    attempt: Attempt,
     ctx: Data<SharedContext>,
 ) -> Result<(), BoxDynError> {
-    runner::run(&ctx, QueueName::Embed, &payload, &task_id, attempt.current(), |job, claimed| {
+    runner::run(&ctx, QueueName::Embed, &payload, &task_id, |job, claimed| {
         embed(&ctx, job, claimed)
     })
     .await

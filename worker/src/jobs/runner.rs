@@ -28,10 +28,6 @@ use uuid::Uuid;
 use super::Failure;
 use crate::context::JobContext;
 
-/// apalis re-runs a task whose record is not visible yet (pushed just before its commit) this many
-/// times, about a second apart, before treating it as a stale duplicate.
-const NOT_YET_VISIBLE_RETRIES: usize = 3;
-
 /// What the runner needs to know of a payload.
 pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync {
     fn job_id(&self) -> &str;
@@ -63,7 +59,6 @@ pub async fn run<P, F, Fut>(
     queue: QueueName,
     payload: &RawPayload,
     task_id: &TaskId,
-    delivery: usize,
     stage: F,
 ) -> Result<(), BoxDynError>
 where
@@ -83,7 +78,8 @@ where
     };
     let task = task_id.to_string();
     let Some(claimed) = records::claim(&ctx.db, job.job_id(), &task, q).await? else {
-        return not_claimed(ctx, queue, job.job_id(), &task, delivery).await;
+        not_claimed(ctx, queue, job.job_id(), &task).await;
+        return Ok(());
     };
     let metrics = &ctx.metrics;
     metrics.jobs_started.with_label_values(&[q]).inc();
@@ -111,26 +107,12 @@ fn clone_payload<P: JobPayload>(job: &P) -> Result<P, BoxDynError> {
     Ok(serde_json::from_value(serde_json::to_value(job)?)?)
 }
 
-/// The task is not the job's current task. Right after a push the record may not be committed yet
-/// (let apalis deliver again shortly); otherwise it is a stale duplicate or the job is finished.
-async fn not_claimed(
-    ctx: &JobContext,
-    queue: QueueName,
-    job_id: &str,
-    task: &str,
-    delivery: usize,
-) -> Result<(), BoxDynError> {
-    let record = records::find(&ctx.db, job_id).await?;
-    let may_be_uncommitted = match &record {
-        None => true,
-        Some(r) => !r.state.is_terminal() && r.task_id != task,
-    };
-    if may_be_uncommitted && delivery < NOT_YET_VISIBLE_RETRIES {
-        return Err(format!("job {job_id} is not runnable by task {task} yet").into());
-    }
+/// The task is not the job's current task: a stale duplicate (the reconciler or a retry replaced
+/// it) or the job is finished. Records are committed before their task is pushed, so this is never
+/// a task that arrived before its record.
+async fn not_claimed(ctx: &JobContext, queue: QueueName, job_id: &str, task: &str) {
     tracing::info!(queue = queue.as_str(), job = job_id, task, "skipping stale task");
     ctx.metrics.jobs_finished.with_label_values(&[queue.as_str(), "skipped"]).inc();
-    Ok(())
 }
 
 /// Records a failure: permanent ones (and exhausted retries) fail the job; others are rescheduled.
@@ -160,8 +142,8 @@ async fn settle_failure<P: JobPayload>(
     Ok("failed")
 }
 
-/// Pushes the retry first and records it second: if recording fails, apalis re-runs this task
-/// (still the job's current one) and the pushed retry is skipped as stale. Nothing is lost.
+/// Records the retry, then pushes it (a task never arrives before its record). If the push fails,
+/// the clock's reconciler finds the job without a task and enqueues it again.
 async fn schedule_retry<P: JobPayload>(
     ctx: &JobContext,
     queue: QueueName,
@@ -171,8 +153,8 @@ async fn schedule_retry<P: JobPayload>(
     delay: Duration,
 ) -> Result<(), BoxDynError> {
     let task = new_task_id();
-    ctx.queues.push(queue, &task, job, Some(delay)).await?;
     let run_after = Utc::now() + chrono::Duration::from_std(delay)?;
     records::schedule_retry(&ctx.db, job.job_id(), queue.as_str(), &task, code, message, run_after).await?;
+    ctx.queues.push(queue, &task, job, Some(delay)).await?;
     Ok(())
 }

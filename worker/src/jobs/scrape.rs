@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use apalis::prelude::{Attempt, BoxDynError, Data, TaskId};
+use apalis::prelude::{BoxDynError, Data, TaskId};
 use fuze_shared::{
     bookmarks::{self, Scraped},
     domain::BookmarkUrl,
@@ -21,10 +21,9 @@ use crate::{
 pub async fn handle(
     payload: RawPayload,
     task_id: TaskId,
-    attempt: Attempt,
     ctx: Data<SharedContext>,
 ) -> Result<(), BoxDynError> {
-    runner::run(&ctx, QueueName::Scrape, &payload, &task_id, attempt.current(), |job, claimed| {
+    runner::run(&ctx, QueueName::Scrape, &payload, &task_id, |job, claimed| {
         scrape(&ctx, job, claimed)
     })
     .await

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the whole suite against the real services set up by scripts/setup.sh.
+# Each test creates its own database and Redis key prefix, so tests run in parallel safely.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f .env ] && set -a && . ./.env && set +a
+export FUZE_MODEL_DIR=${FUZE_MODEL_DIR:-$PWD/models/all-MiniLM-L6-v2}
+export FUZE_FIXTURES_DIR=${FUZE_FIXTURES_DIR:-$PWD/../shared/fixtures}
+# Leftovers of earlier runs: per-test databases and Redis prefixes.
+admin_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/fuze}"; admin_url="${admin_url%/*}/postgres"
+for db in $(psql "$admin_url" -Atqc "select datname from pg_database where datname like 'fuze_test_%'"); do
+  psql "$admin_url" -qc "drop database if exists \"$db\" with (force)" >/dev/null
+done
+redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}" --scan --pattern 'fuzetest:*' | xargs -r -n 500 redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}" del >/dev/null
+# The end-to-end tests start the real fuze-api and fuze-worker binaries.
+cargo build --bins
+cargo test --workspace --no-fail-fast -- --test-threads="${FUZE_TEST_THREADS:-4}"

@@ -1,0 +1,86 @@
+//! The real api, in this test process, on a free port.
+
+use std::time::{Duration, Instant};
+
+use fuze_api::startup::Application;
+use serde_json::Value;
+
+use crate::TestEnv;
+
+pub struct TestApi {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl TestApi {
+    pub async fn spawn(env: &TestEnv, overrides: &[(&str, &str)]) -> Self {
+        let app = Application::build(env.config(overrides)).await.expect("build api");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        Self { base, http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn post(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn patch(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.patch(self.url(path)).bearer_auth(token)
+    }
+
+    pub fn delete(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.delete(self.url(path)).bearer_auth(token)
+    }
+
+    /// Saves a link; returns the status and the JSON reply.
+    pub async fn save(&self, token: &str, url: &str) -> (u16, Value) {
+        let res = self
+            .post("/api/v1/bookmarks", token)
+            .json(&serde_json::json!({ "url": url }))
+            .send()
+            .await
+            .expect("save request");
+        let status = res.status().as_u16();
+        (status, res.json().await.expect("save reply is JSON"))
+    }
+
+    pub async fn job(&self, token: &str, id: &str) -> Value {
+        let res = self.get(&format!("/api/v1/jobs/{id}"), token).send().await.expect("job request");
+        assert_eq!(res.status(), 200, "job {id} should be visible to its owner");
+        res.json().await.expect("job JSON")
+    }
+
+    /// Polls a job until it succeeds or fails; panics after `timeout`.
+    pub async fn wait_for_job(&self, token: &str, id: &str, timeout: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let job = self.job(token, id).await;
+            if matches!(job["state"].as_str(), Some("succeeded" | "failed")) {
+                return job;
+            }
+            assert!(started.elapsed() < timeout, "job {id} not finished after {timeout:?}: {job}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls a job until `pred` holds; panics after `timeout`.
+    pub async fn wait_until(&self, token: &str, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let job = self.job(token, id).await;
+            if pred(&job) {
+                return job;
+            }
+            assert!(started.elapsed() < timeout, "job {id} never reached the expected state: {job}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
