@@ -17,10 +17,12 @@ use tokio::time::{Interval, MissedTickBehavior};
 
 use super::queue::QueueName;
 
+type Subscribers = Vec<(QueueName, mpsc::UnboundedSender<()>)>;
+
 /// Fans wake-ups from the Redis subscription out to every worker of a queue in this process.
 #[derive(Clone, Default)]
 pub struct WakeHub {
-    subscribers: Arc<Mutex<Vec<(QueueName, mpsc::UnboundedSender<()>)>>>,
+    subscribers: Arc<Mutex<Subscribers>>,
 }
 
 impl WakeHub {
@@ -42,7 +44,7 @@ impl WakeHub {
         });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(QueueName, mpsc::UnboundedSender<()>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {
         // A poisoned lock only means a panic elsewhere mid-push; the list itself is still valid.
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
     }

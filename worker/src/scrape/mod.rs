@@ -1,1 +1,23 @@
 //! SSRF-safe page fetching and main-text extraction.
+//!
+//! - [`Scraper::fetch`]: GET a user-supplied URL. Every hop is checked by the address guard
+//!   (IP literals before the request, names inside the DNS resolver reqwest connects with),
+//!   redirects are followed by hand, and one deadline and a body-size cap bound the work.
+//! - [`extract`]: pure HTML -> title / description / canonical URL / main text, using
+//!   dom_smoothie (Readability port) with a whole-body fallback.
+//!
+//! Layout: `guard` (address policy), `resolve` (vetting resolver), `fetch` (client,
+//! redirects, status), `body` (content type, capped read, charset), `extract`, `error`.
+
+mod body;
+mod config;
+mod error;
+mod extract;
+mod fetch;
+mod guard;
+mod resolve;
+
+pub use config::ScraperConfig;
+pub use error::ScrapeError;
+pub use extract::{ExtractedPage, extract};
+pub use fetch::{FetchedPage, Scraper};

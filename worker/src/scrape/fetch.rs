@@ -1,0 +1,201 @@
+//! The HTTP side: client setup, manual redirect following with a guard check per hop,
+//! status mapping, and the overall deadline.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use url::Url;
+
+use super::body;
+use super::extract::{ExtractedPage, extract, extract_plain};
+use super::guard::check_url;
+use super::resolve::{GuardedResolver, Rejection};
+use super::{ScrapeError, ScraperConfig};
+
+const ACCEPT_VALUE: &str = "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.1";
+
+/// A successfully fetched page, body already decoded to UTF-8.
+#[derive(Debug, Clone)]
+pub struct FetchedPage {
+    /// URL of the last hop, after redirects.
+    pub final_url: Url,
+    pub status: u16,
+    /// Media type without parameters, lowercase: "text/html", "application/xhtml+xml" or
+    /// "text/plain" ("text/html" also when sniffed from a response without Content-Type).
+    pub content_type: String,
+    pub body: String,
+    /// Body size in bytes as received (after content decoding, before charset decoding).
+    pub bytes: usize,
+}
+
+impl FetchedPage {
+    /// Extracts title/description/text, treating text/plain bodies as the text itself.
+    /// CPU-bound on large pages: async callers may want `spawn_blocking`.
+    pub fn extract(&self) -> ExtractedPage {
+        if self.content_type == "text/plain" {
+            extract_plain(&self.body)
+        } else {
+            extract(&self.body, &self.final_url)
+        }
+    }
+}
+
+/// Fetches user-supplied URLs without letting them reach internal addresses.
+/// Cheap to clone: clones share one connection pool.
+#[derive(Clone, Debug)]
+pub struct Scraper {
+    client: reqwest::Client,
+    cfg: Arc<ScraperConfig>,
+}
+
+impl Scraper {
+    pub fn new(cfg: ScraperConfig) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            // Redirects are followed by hand so every hop goes through the guard again.
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve and connect on our behalf, out of the guard's sight.
+            .no_proxy()
+            // All name resolution goes through the vetting resolver; connections only ever
+            // go to the addresses it approved.
+            .dns_resolver(GuardedResolver::new(cfg.allow_loopback))
+            .connect_timeout(cfg.connect_timeout)
+            .user_agent(cfg.user_agent.as_str())
+            .build()?;
+        Ok(Self {
+            client,
+            cfg: Arc::new(cfg),
+        })
+    }
+
+    pub fn config(&self) -> &ScraperConfig {
+        &self.cfg
+    }
+
+    /// Fetches `url`, following up to `max_redirects` redirects, within `total_timeout`.
+    pub async fn fetch(&self, url: &Url) -> Result<FetchedPage, ScrapeError> {
+        // One deadline for everything (DNS, connects, redirects, a slow-dripping body):
+        // per-operation timeouts alone would let a server keep us busy indefinitely.
+        match tokio::time::timeout(self.cfg.total_timeout, self.fetch_inner(url)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(ScrapeError::Timeout),
+        }
+    }
+
+    async fn fetch_inner(&self, start: &Url) -> Result<FetchedPage, ScrapeError> {
+        let mut current = start.clone();
+        let mut redirects = 0usize;
+        loop {
+            check_url(&current, self.cfg.allow_loopback)?;
+            let resp = self
+                .client
+                .get(current.clone())
+                .header(ACCEPT, ACCEPT_VALUE)
+                .send()
+                .await
+                .map_err(send_error)?;
+            let status = resp.status();
+
+            if is_followed_redirect(status) {
+                let Some(location) = resp.headers().get(LOCATION) else {
+                    return Err(ScrapeError::Network(format!(
+                        "redirect {status} from {current} without Location"
+                    )));
+                };
+                if redirects >= self.cfg.max_redirects {
+                    return Err(ScrapeError::TooManyRedirects);
+                }
+                // Location may be relative; lossy decoding tolerates raw non-ASCII bytes.
+                let location = String::from_utf8_lossy(location.as_bytes());
+                let next = current.join(location.trim()).map_err(|e| {
+                    ScrapeError::InvalidUrl(format!("bad redirect Location {location:?}: {e}"))
+                })?;
+                tracing::debug!(from = %current, to = %next, %status, "following redirect");
+                redirects += 1;
+                current = next;
+                continue;
+            }
+            if status.is_client_error() {
+                return Err(ScrapeError::Http4xx(status.as_u16()));
+            }
+            if status.is_server_error() {
+                return Err(ScrapeError::Http5xx(status.as_u16()));
+            }
+            if !status.is_success() {
+                return Err(ScrapeError::Network(format!(
+                    "unexpected status {status} from {current}"
+                )));
+            }
+            return self.read_page(current, resp).await;
+        }
+    }
+
+    async fn read_page(
+        &self,
+        url: Url,
+        resp: reqwest::Response,
+    ) -> Result<FetchedPage, ScrapeError> {
+        let status = resp.status().as_u16();
+        let header = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        // Checked before reading so an image or a video costs nothing to refuse.
+        let declared = body::check_content_type(header.as_deref())?;
+        let raw = body::read_capped(resp, self.cfg.max_body_bytes).await?;
+        let content_type = match declared {
+            Some(mime) => mime,
+            None => body::sniff(&raw)?,
+        };
+        let text = body::decode(&raw, header.as_deref(), content_type != "text/plain");
+        Ok(FetchedPage {
+            final_url: url,
+            status,
+            content_type,
+            bytes: raw.len(),
+            body: text,
+        })
+    }
+}
+
+/// The redirect codes browsers follow for GET. Other 3xx (300, 304, ...) carry no
+/// instruction we could act on.
+fn is_followed_redirect(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+fn send_error(err: reqwest::Error) -> ScrapeError {
+    // The resolver's verdict is wrapped several layers deep (reqwest -> hyper-util -> connect
+    // error); walk the chain to recover it.
+    let mut source: Option<&(dyn StdError + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(rejection) = e.downcast_ref::<Rejection>() {
+            return rejection.into();
+        }
+        source = e.source();
+    }
+    if err.is_timeout() {
+        ScrapeError::Timeout
+    } else if err.is_builder() {
+        ScrapeError::InvalidUrl(error_chain(&err))
+    } else {
+        ScrapeError::Network(error_chain(&err))
+    }
+}
+
+/// "outer: inner: innermost", since reqwest's own Display hides the useful part (e.g.
+/// "connection refused" or the TLS failure).
+pub(crate) fn error_chain(err: &dyn StdError) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let msg = e.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        source = e.source();
+    }
+    out
+}
