@@ -84,6 +84,7 @@ CREATE TABLE jobs (
     run_after    timestamptz,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
+    started_at   timestamptz,                -- first time any worker picked it up
     finished_at  timestamptz
 );
 CREATE INDEX jobs_user_created ON jobs (user_id, created_at DESC);
