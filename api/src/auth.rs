@@ -1,9 +1,15 @@
-//! Bearer-token authentication as actix extractors.
+//! Bearer-token authentication. A middleware on `/api/v1` authenticates every request before any
+//! body is read (so an unauthenticated caller learns nothing about validation), and stores the
+//! result in the request; the extractors below only read it.
 
-use std::future::Future;
-use std::pin::Pin;
-
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::{
+    FromRequest, HttpMessage, HttpRequest, ResponseError,
+    body::{EitherBody, MessageBody},
+    dev::{Payload, ServiceRequest, ServiceResponse},
+    http::header,
+    middleware::Next,
+    web,
+};
 use uuid::Uuid;
 
 use crate::{error::ApiError, state::AppState};
@@ -16,7 +22,7 @@ pub struct AuthUser(pub Uuid);
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
 
-fn bearer(req: &HttpRequest) -> Option<String> {
+fn bearer(req: &ServiceRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
@@ -24,27 +30,45 @@ fn bearer(req: &HttpRequest) -> Option<String> {
         .then(|| token.to_owned())
 }
 
-fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
-    req.app_data::<web::Data<AppState>>()
+/// Admin routes take the admin token; every other route a user token. Refusals are answered here
+/// (not raised as errors) so outer middleware still sees and counts the response.
+pub async fn authenticate<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    match identify(&req).await {
+        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
+        Err(e) => Ok(req.into_response(e.error_response()).map_into_right_body()),
+    }
+}
+
+async fn identify(req: &ServiceRequest) -> Result<(), ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
         .cloned()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("app state missing")))?;
+    let token = bearer(req).ok_or(ApiError::Unauthorized)?;
+    if req.path().starts_with("/api/v1/admin/") {
+        let admin = state.config.api.admin_token.as_deref();
+        if !admin.is_some_and(|admin| fuze_shared::auth::tokens_equal(admin, &token)) {
+            return Err(ApiError::Unauthorized);
+        }
+        req.extensions_mut().insert(Admin);
+    } else {
+        let user = fuze_shared::auth::user_for_token(&state.db, &token)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        req.extensions_mut().insert(AuthUser(user));
+    }
+    Ok(())
 }
 
 impl FromRequest for AuthUser {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = bearer(req);
-        let state = state(req);
-        Box::pin(async move {
-            let token = token.ok_or(ApiError::Unauthorized)?;
-            let state = state?;
-            fuze_shared::auth::user_for_token(&state.db, &token)
-                .await?
-                .map(AuthUser)
-                .ok_or(ApiError::Unauthorized)
-        })
+        std::future::ready(req.extensions().get::<AuthUser>().copied().ok_or(ApiError::Unauthorized))
     }
 }
 
@@ -53,15 +77,6 @@ impl FromRequest for Admin {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let ok = match (bearer(req), state(req)) {
-            (Some(token), Ok(state)) => state
-                .config
-                .api
-                .admin_token
-                .as_deref()
-                .is_some_and(|admin| fuze_shared::auth::tokens_equal(admin, &token)),
-            _ => false,
-        };
-        std::future::ready(if ok { Ok(Admin) } else { Err(ApiError::Unauthorized) })
+        std::future::ready(req.extensions().get::<Admin>().copied().ok_or(ApiError::Unauthorized))
     }
 }

@@ -5,11 +5,14 @@ mod bookmarks;
 mod health;
 mod jobs;
 
-use actix_web::web;
+use actix_web::{middleware::from_fn, web};
+
+use crate::auth::authenticate;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            .wrap(from_fn(authenticate))
             .configure(bookmarks::configure)
             .configure(jobs::configure)
             .configure(admin::configure),
