@@ -86,6 +86,25 @@ impl JobQueues {
         payload: &T,
         run_after: Option<Duration>,
     ) -> anyhow::Result<()> {
+        self.push_task(queue, task_id, payload, run_after).await?;
+        if run_after.is_none() {
+            self.wake(queue).await;
+        }
+        Ok(())
+    }
+
+    /// Pushes without the wake-up message: workers find it on their next poll. For measurements.
+    pub async fn push_silently<T: Serialize>(&self, queue: QueueName, task_id: &str, payload: &T) -> anyhow::Result<()> {
+        self.push_task(queue, task_id, payload, None).await
+    }
+
+    async fn push_task<T: Serialize>(
+        &self,
+        queue: QueueName,
+        task_id: &str,
+        payload: &T,
+        run_after: Option<Duration>,
+    ) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(payload).context("failed to encode job payload")?;
         let id: TaskId = task_id.parse().map_err(|e| anyhow::anyhow!("bad task id {task_id}: {e:?}"))?;
         let mut builder = TaskBuilder::new(RawPayload(bytes)).task_id(id);
@@ -97,9 +116,6 @@ impl JobQueues {
             .push_task(builder.build())
             .await
             .map_err(|e| anyhow::anyhow!("failed to push to queue {}: {e}", queue.as_str()))?;
-        if run_after.is_none() {
-            self.wake(queue).await;
-        }
         Ok(())
     }
 

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Benchmarks, printed and saved to target/bench-report.txt:
+#   - embedding throughput and latency on ../shared/bench-corpus (worker/benches/embed.rs)
+#   - job pickup latency, enqueue -> start, on an idle worker (tests/benches/pickup.rs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f .env ] && set -a && . ./.env && set +a
+export FUZE_MODEL_DIR=${FUZE_MODEL_DIR:-$PWD/models/all-MiniLM-L6-v2}
+export FUZE_BENCH_CORPUS_DIR=${FUZE_BENCH_CORPUS_DIR:-$PWD/../shared/bench-corpus}
+cargo build --release --bins
+mkdir -p target
+{
+  echo "# Fuze benchmarks $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cores"
+  cargo bench -p fuze-worker --bench embed 2>/dev/null
+  cargo bench -p fuze-tests --bench pickup 2>/dev/null
+} | tee target/bench-report.txt
