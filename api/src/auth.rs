@@ -68,7 +68,12 @@ impl FromRequest for AuthUser {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(req.extensions().get::<AuthUser>().copied().ok_or(ApiError::Unauthorized))
+        std::future::ready(
+            req.extensions()
+                .get::<AuthUser>()
+                .copied()
+                .ok_or(ApiError::Unauthorized),
+        )
     }
 }
 
@@ -77,6 +82,11 @@ impl FromRequest for Admin {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(req.extensions().get::<Admin>().copied().ok_or(ApiError::Unauthorized))
+        std::future::ready(
+            req.extensions()
+                .get::<Admin>()
+                .copied()
+                .ok_or(ApiError::Unauthorized),
+        )
     }
 }

@@ -31,11 +31,17 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Unprocessable { code, message: message.into() }
+        Self::Unprocessable {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest { code, message: message.into() }
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     fn code(&self) -> &'static str {
@@ -93,7 +99,9 @@ impl ResponseError for ApiError {
 
 /// Maps actix's JSON body errors onto stable codes: 413 too large, 415 wrong type, 400 malformed,
 /// 422 well-formed JSON with wrong or unknown fields.
-pub fn json_error(limit: usize) -> impl Fn(JsonPayloadError, &HttpRequest) -> actix_web::Error + Clone {
+pub fn json_error(
+    limit: usize,
+) -> impl Fn(JsonPayloadError, &HttpRequest) -> actix_web::Error + Clone {
     move |err, _req| {
         let api = match &err {
             JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
@@ -103,7 +111,9 @@ pub fn json_error(limit: usize) -> impl Fn(JsonPayloadError, &HttpRequest) -> ac
             JsonPayloadError::Deserialize(e) if e.is_data() => {
                 ApiError::unprocessable("invalid_body", e.to_string())
             }
-            JsonPayloadError::Deserialize(e) => ApiError::bad_request("malformed_json", e.to_string()),
+            JsonPayloadError::Deserialize(e) => {
+                ApiError::bad_request("malformed_json", e.to_string())
+            }
             other => ApiError::bad_request("malformed_json", other.to_string()),
         };
         api.into()

@@ -11,7 +11,12 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init();
     let config = Config::from_env()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] | ["serve"] => {
             let app = Application::build(config).await?;
             tracing::info!(port = app.port(), "fuze-api listening");

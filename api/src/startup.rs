@@ -40,7 +40,14 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = config.api.workers.max(1);
         let body_limit = config.api.max_body_bytes;
-        let state = web::Data::new(AppState { config, db, redis, keys, queues, metrics });
+        let state = web::Data::new(AppState {
+            config,
+            db,
+            redis,
+            keys,
+            queues,
+            metrics,
+        });
 
         let server = HttpServer::new(move || {
             App::new()
@@ -87,8 +94,13 @@ async fn record_metrics(
     let method = req.method().as_str().to_owned();
     let res = next.call(req).await?;
     if let Some(state) = state {
-        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-        state.metrics.observe_http(&route, &method, res.status().as_u16(), started.elapsed());
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned());
+        state
+            .metrics
+            .observe_http(&route, &method, res.status().as_u16(), started.elapsed());
     }
     Ok(res)
 }

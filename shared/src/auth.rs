@@ -12,7 +12,10 @@ const TOKEN_PREFIX: &str = "fz_";
 pub fn generate_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!("{TOKEN_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{TOKEN_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// Tokens are high-entropy, so a plain sha256 is enough (no slow KDF needed) and allows an indexed lookup.
@@ -23,7 +26,10 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 /// Constant-time comparison for the admin token, so timing does not leak its prefix.
 pub fn tokens_equal(a: &str, b: &str) -> bool {
     let (ha, hb) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    ha.iter().zip(hb.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    ha.iter()
+        .zip(hb.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +46,9 @@ pub enum CreateUserError {
 pub async fn create_user(pool: &PgPool, email: &str) -> Result<(Uuid, String), CreateUserError> {
     let email = email.trim().to_lowercase();
     let plausible = email.len() <= 320
-        && email.split_once('@').is_some_and(|(local, host)| !local.is_empty() && !host.is_empty())
+        && email
+            .split_once('@')
+            .is_some_and(|(local, host)| !local.is_empty() && !host.is_empty())
         && !email.contains(char::is_whitespace);
     if !plausible {
         return Err(CreateUserError::InvalidEmail(email));
@@ -55,7 +63,9 @@ pub async fn create_user(pool: &PgPool, email: &str) -> Result<(Uuid, String), C
         .await;
     match inserted {
         Ok(_) => Ok((id, token)),
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(CreateUserError::Exists(email)),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            Err(CreateUserError::Exists(email))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -119,7 +119,9 @@ impl Cursor {
     }
 
     pub fn decode(s: &str) -> Option<Self> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).ok()?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .ok()?;
         let raw = String::from_utf8(raw).ok()?;
         let (micros, id) = raw.split_once('|')?;
         Some(Self {
@@ -189,7 +191,11 @@ pub async fn delete(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> sqlx::R
 }
 
 /// What the scraper needs of a bookmark.
-pub async fn url_of(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> sqlx::Result<Option<String>> {
+pub async fn url_of(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT url FROM saved_content WHERE user_id = $1 AND id = $2")
         .bind(user_id)
         .bind(id)

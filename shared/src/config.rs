@@ -219,8 +219,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config_from(vars: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -243,6 +245,9 @@ mod tests {
         assert_eq!(cfg.api.port, 9000);
         assert_eq!(cfg.api.admin_token.as_deref(), Some("s3cret"));
         let err = config_from(&[("FUZE_MAX_BODY_BYTES", "lots")]).expect_err("not a number");
-        assert!(format!("{err:#}").contains("FUZE_MAX_BODY_BYTES"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("FUZE_MAX_BODY_BYTES"),
+            "{err:#}"
+        );
     }
 }

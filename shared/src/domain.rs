@@ -6,8 +6,23 @@ use url::Url;
 
 /// Query parameters that only track the visitor; two links that differ only by these are one bookmark.
 const TRACKING_PARAMS: &[&str] = &[
-    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "mc_cid", "mc_eid", "igshid", "yclid",
-    "_hsenc", "_hsmi", "mkt_tok", "oly_anon_id", "oly_enc_id", "vero_id", "ref_src",
+    "fbclid",
+    "gclid",
+    "dclid",
+    "gbraid",
+    "wbraid",
+    "msclkid",
+    "mc_cid",
+    "mc_eid",
+    "igshid",
+    "yclid",
+    "_hsenc",
+    "_hsmi",
+    "mkt_tok",
+    "oly_anon_id",
+    "oly_enc_id",
+    "vero_id",
+    "ref_src",
 ];
 
 /// Why a URL was refused; each variant is a stable error code.
@@ -153,7 +168,10 @@ mod tests {
     use super::*;
 
     fn normalized(raw: &str) -> String {
-        BookmarkUrl::parse(raw, 2048).expect(raw).as_str().to_owned()
+        BookmarkUrl::parse(raw, 2048)
+            .expect(raw)
+            .as_str()
+            .to_owned()
     }
 
     #[test]
@@ -162,9 +180,18 @@ mod tests {
             normalized("HTTPS://Example.COM:443/a/b?utm_source=x&q=1&fbclid=2#frag"),
             "https://example.com/a/b?q=1"
         );
-        assert_eq!(normalized("http://example.com:80/?utm_medium=a"), "http://example.com/");
-        assert_eq!(normalized("http://example.com:8080/x"), "http://example.com:8080/x");
-        assert_eq!(normalized("  https://example.com/path  "), "https://example.com/path");
+        assert_eq!(
+            normalized("http://example.com:80/?utm_medium=a"),
+            "http://example.com/"
+        );
+        assert_eq!(
+            normalized("http://example.com:8080/x"),
+            "http://example.com:8080/x"
+        );
+        assert_eq!(
+            normalized("  https://example.com/path  "),
+            "https://example.com/path"
+        );
     }
 
     #[test]

@@ -3,13 +3,14 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 0.5 ms to 60 s.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
 ];
 
 /// Job outcomes; every kind × outcome is exported from the start, at 0.
@@ -50,7 +51,10 @@ impl Metrics {
             Ok(c)
         };
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?;
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                labels,
+            )?;
             registry.register(Box::new(h.clone()))?;
             anyhow::Ok(h)
         };
@@ -59,11 +63,13 @@ impl Metrics {
             registry.register(Box::new(c.clone()))?;
             Ok(c)
         };
-        let plain_histogram = |name: &str, help: &str, buckets: &[f64]| -> anyhow::Result<Histogram> {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
-            registry.register(Box::new(h.clone()))?;
-            Ok(h)
-        };
+        let plain_histogram =
+            |name: &str, help: &str, buckets: &[f64]| -> anyhow::Result<Histogram> {
+                let h =
+                    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
+                registry.register(Box::new(h.clone()))?;
+                Ok(h)
+            };
         let m = Self {
             http_requests: counter(
                 "http_requests_total",
@@ -105,7 +111,11 @@ impl Metrics {
                 "Job payloads that did not decode and were dropped.",
                 &["queue"],
             )?,
-            worker_restarts: counter("worker_restarts_total", "apalis worker restarts.", &["queue"])?,
+            worker_restarts: counter(
+                "worker_restarts_total",
+                "apalis worker restarts.",
+                &["queue"],
+            )?,
             scrape_fetches: counter(
                 "scrape_fetches_total",
                 "Page fetches by outcome class.",
@@ -118,9 +128,15 @@ impl Metrics {
             )?,
             embed_texts: plain_counter("embed_texts_total", "Texts embedded by the model.")?,
             embed_tokens: plain_counter("embed_tokens_total", "Word pieces embedded (unpadded).")?,
-            embed_truncated: plain_counter("embed_truncated_total", "Texts cut at the model's token limit.")?,
+            embed_truncated: plain_counter(
+                "embed_truncated_total",
+                "Texts cut at the model's token limit.",
+            )?,
             model_load_seconds: {
-                let g = Gauge::new("embed_model_load_seconds", "Time to load the model at start.")?;
+                let g = Gauge::new(
+                    "embed_model_load_seconds",
+                    "Time to load the model at start.",
+                )?;
                 registry.register(Box::new(g.clone()))?;
                 g
             },
@@ -146,12 +162,20 @@ impl Metrics {
             },
             registry,
         };
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         #[cfg(target_os = "linux")]
-        m.registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        m.registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         for q in queues {
-            for c in [&m.jobs_enqueued, &m.jobs_deduplicated, &m.jobs_started, &m.jobs_undecodable] {
+            for c in [
+                &m.jobs_enqueued,
+                &m.jobs_deduplicated,
+                &m.jobs_started,
+                &m.jobs_undecodable,
+            ] {
                 c.with_label_values(&[q]).reset();
             }
             m.worker_restarts.with_label_values(&[q]).reset();
@@ -169,7 +193,9 @@ impl Metrics {
         self.http_requests
             .with_label_values(&[route, method, status.to_string().as_str()])
             .inc();
-        self.http_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+        self.http_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The text exposition format for `/metrics`.

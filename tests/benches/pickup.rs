@@ -52,13 +52,18 @@ async fn main() {
     let env = TestEnv::new().await;
     let pages = PageServer::start().await;
     let api = TestApi::spawn(&env, &[]).await;
-    let _worker = WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+    let _worker =
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
     let (user_id, token) = env.user().await;
-    println!("pickup latency, idle worker, {ROUNDS} jobs each, {GAP:?} apart (enqueue -> job started)");
+    println!(
+        "pickup latency, idle worker, {ROUNDS} jobs each, {GAP:?} apart (enqueue -> job started)"
+    );
 
     let mut woken = Vec::new();
     for i in 0..ROUNDS {
-        let (_, saved) = api.save(&token, &pages.url(&format!("/page/pickup-{i}"))).await;
+        let (_, saved) = api
+            .save(&token, &pages.url(&format!("/page/pickup-{i}")))
+            .await;
         let id = saved["job"]["id"].as_str().expect("job id").to_owned();
         woken.push(wait_started(&env, &id).await);
         tokio::time::sleep(GAP).await;
@@ -67,18 +72,29 @@ async fn main() {
 
     // Same jobs, but pushed straight to apalis: no wake-up message, only the poll interval.
     let queues = fuze_shared::jobs::JobQueues::new(
-        fuze_shared::redis_conn::connection_manager(&env.redis_url).await.expect("redis"),
+        fuze_shared::redis_conn::connection_manager(&env.redis_url)
+            .await
+            .expect("redis"),
         fuze_shared::keys::Keys::new(env.prefix.clone()),
         env.config(&[]).worker,
     );
     let mut polled = Vec::new();
     for i in 0..ROUNDS {
         // Written straight to the database, so nothing else wakes the worker.
-        let url = fuze_shared::domain::BookmarkUrl::parse(&pages.url(&format!("/page/silent-{i}")), 2048).expect("url");
+        let url =
+            fuze_shared::domain::BookmarkUrl::parse(&pages.url(&format!("/page/silent-{i}")), 2048)
+                .expect("url");
         let mut conn = env.pool.acquire().await.expect("conn");
-        let (bookmark, _) = fuze_shared::bookmarks::insert_or_get(&mut conn, user_id, url.as_str(), &url.hash(), None, None)
-            .await
-            .expect("bookmark");
+        let (bookmark, _) = fuze_shared::bookmarks::insert_or_get(
+            &mut conn,
+            user_id,
+            url.as_str(),
+            &url.hash(),
+            None,
+            None,
+        )
+        .await
+        .expect("bookmark");
         let bookmark_id = bookmark.id;
         let job_id = new_task_id();
         records::insert(
@@ -94,8 +110,15 @@ async fn main() {
         )
         .await
         .expect("job record");
-        let payload = ScrapeJob { job_id: job_id.clone(), user_id, bookmark_id };
-        queues.push_silently(QueueName::Scrape, &job_id, &payload).await.expect("push");
+        let payload = ScrapeJob {
+            job_id: job_id.clone(),
+            user_id,
+            bookmark_id,
+        };
+        queues
+            .push_silently(QueueName::Scrape, &job_id, &payload)
+            .await
+            .expect("push");
         polled.push(wait_started(&env, &job_id).await);
         tokio::time::sleep(GAP).await;
     }

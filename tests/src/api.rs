@@ -14,10 +14,15 @@ pub struct TestApi {
 
 impl TestApi {
     pub async fn spawn(env: &TestEnv, overrides: &[(&str, &str)]) -> Self {
-        let app = Application::build(env.config(overrides)).await.expect("build api");
+        let app = Application::build(env.config(overrides))
+            .await
+            .expect("build api");
         let base = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
-        Self { base, http: reqwest::Client::new() }
+        Self {
+            base,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -53,7 +58,11 @@ impl TestApi {
     }
 
     pub async fn job(&self, token: &str, id: &str) -> Value {
-        let res = self.get(&format!("/api/v1/jobs/{id}"), token).send().await.expect("job request");
+        let res = self
+            .get(&format!("/api/v1/jobs/{id}"), token)
+            .send()
+            .await
+            .expect("job request");
         assert_eq!(res.status(), 200, "job {id} should be visible to its owner");
         res.json().await.expect("job JSON")
     }
@@ -66,20 +75,32 @@ impl TestApi {
             if matches!(job["state"].as_str(), Some("succeeded" | "failed")) {
                 return job;
             }
-            assert!(started.elapsed() < timeout, "job {id} not finished after {timeout:?}: {job}");
+            assert!(
+                started.elapsed() < timeout,
+                "job {id} not finished after {timeout:?}: {job}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Polls a job until `pred` holds; panics after `timeout`.
-    pub async fn wait_until(&self, token: &str, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_until(
+        &self,
+        token: &str,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let started = Instant::now();
         loop {
             let job = self.job(token, id).await;
             if pred(&job) {
                 return job;
             }
-            assert!(started.elapsed() < timeout, "job {id} never reached the expected state: {job}");
+            assert!(
+                started.elapsed() < timeout,
+                "job {id} never reached the expected state: {job}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }

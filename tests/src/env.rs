@@ -29,12 +29,21 @@ impl TestEnv {
         let base = std::env::var("DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/fuze".to_owned());
         let server = &base[..base.rfind('/').expect("DATABASE_URL has a database name")];
-        let name = format!("fuze_test_{}", ulid3::Ulid::generate().to_string().to_lowercase());
-        let admin = sqlx::PgPool::connect(&format!("{server}/postgres")).await.expect("postgres reachable");
-        sqlx::query(&format!("CREATE DATABASE \"{name}\"")).execute(&admin).await.expect("create test database");
+        let name = format!(
+            "fuze_test_{}",
+            ulid3::Ulid::generate().to_string().to_lowercase()
+        );
+        let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
+            .await
+            .expect("postgres reachable");
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&admin)
+            .await
+            .expect("create test database");
         admin.close().await;
         let database_url = format!("{server}/{name}");
-        let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let redis_url =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
         let prefix = format!("fuzetest:{}", &name["fuze_test_".len()..]);
         let vars: HashMap<String, String> = [
             ("DATABASE_URL", database_url.clone()),
@@ -55,9 +64,18 @@ impl TestEnv {
         .collect();
         let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("test config");
         let pool = db::connect(&config).await.expect("connect test database");
-        sqlx::query("CREATE EXTENSION IF NOT EXISTS vector").execute(&pool).await.expect("pgvector installed");
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS vector")
+            .execute(&pool)
+            .await
+            .expect("pgvector installed");
         db::migrate(&pool).await.expect("migrations");
-        Self { database_url, redis_url, prefix, pool, vars }
+        Self {
+            database_url,
+            redis_url,
+            prefix,
+            pool,
+            vars,
+        }
     }
 
     /// Environment for a process of this test, with `overrides` on top.
@@ -77,7 +95,9 @@ impl TestEnv {
     /// A new user and its bearer token.
     pub async fn user(&self) -> (Uuid, String) {
         let email = format!("{}@example.test", Uuid::new_v4());
-        fuze_shared::auth::create_user(&self.pool, &email).await.expect("create user")
+        fuze_shared::auth::create_user(&self.pool, &email)
+            .await
+            .expect("create user")
     }
 
     pub async fn count(&self, table: &str) -> i64 {

@@ -39,7 +39,10 @@ impl PageServer {
     pub async fn start() -> Self {
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind page server");
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+        let base = format!(
+            "http://127.0.0.1:{}",
+            listener.local_addr().expect("addr").port()
+        );
         let data = web::Data::new(hits.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -66,7 +69,10 @@ impl PageServer {
 
     /// How many times a path was requested.
     pub fn hits(&self, path: &str) -> usize {
-        self.hits.lock().map(|h| h.get(path).copied().unwrap_or(0)).unwrap_or(0)
+        self.hits
+            .lock()
+            .map(|h| h.get(path).copied().unwrap_or(0))
+            .unwrap_or(0)
     }
 }
 
@@ -80,7 +86,9 @@ fn count(hits: &Hits, req: &actix_web::HttpRequest) -> usize {
 }
 
 fn html(body: String) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/html; charset=utf-8").body(body)
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(body)
 }
 
 async fn page(hits: Hits, req: actix_web::HttpRequest, name: web::Path<String>) -> HttpResponse {
@@ -88,7 +96,11 @@ async fn page(hits: Hits, req: actix_web::HttpRequest, name: web::Path<String>) 
     html(article(&name))
 }
 
-async fn slow(hits: Hits, req: actix_web::HttpRequest, path: web::Path<(u64, String)>) -> HttpResponse {
+async fn slow(
+    hits: Hits,
+    req: actix_web::HttpRequest,
+    path: web::Path<(u64, String)>,
+) -> HttpResponse {
     count(&hits, &req);
     tokio::time::sleep(Duration::from_millis(path.0)).await;
     html(article(&path.1))
@@ -97,10 +109,16 @@ async fn slow(hits: Hits, req: actix_web::HttpRequest, path: web::Path<(u64, Str
 async fn status(hits: Hits, req: actix_web::HttpRequest, code: web::Path<u16>) -> HttpResponse {
     count(&hits, &req);
     let code = actix_web::http::StatusCode::from_u16(*code).expect("valid status");
-    HttpResponse::build(code).content_type("text/html").body("<html><body>status</body></html>")
+    HttpResponse::build(code)
+        .content_type("text/html")
+        .body("<html><body>status</body></html>")
 }
 
-async fn flaky(hits: Hits, req: actix_web::HttpRequest, path: web::Path<(usize, String)>) -> HttpResponse {
+async fn flaky(
+    hits: Hits,
+    req: actix_web::HttpRequest,
+    path: web::Path<(usize, String)>,
+) -> HttpResponse {
     if count(&hits, &req) <= path.0 {
         return HttpResponse::ServiceUnavailable().body("try again");
     }
@@ -112,12 +130,20 @@ struct RedirectQuery {
     to: String,
 }
 
-async fn redirect(hits: Hits, req: actix_web::HttpRequest, q: web::Query<RedirectQuery>) -> HttpResponse {
+async fn redirect(
+    hits: Hits,
+    req: actix_web::HttpRequest,
+    q: web::Query<RedirectQuery>,
+) -> HttpResponse {
     count(&hits, &req);
-    HttpResponse::Found().insert_header(("location", q.to.clone())).finish()
+    HttpResponse::Found()
+        .insert_header(("location", q.to.clone()))
+        .finish()
 }
 
 async fn image(hits: Hits, req: actix_web::HttpRequest) -> HttpResponse {
     count(&hits, &req);
-    HttpResponse::Ok().content_type("image/png").body(vec![0x89, b'P', b'N', b'G'])
+    HttpResponse::Ok()
+        .content_type("image/png")
+        .body(vec![0x89, b'P', b'N', b'G'])
 }

@@ -17,20 +17,35 @@ async fn a_saved_link_is_scraped_embedded_and_stored() {
     let url = pages.url("/page/Rust%20runtimes?utm_source=newsletter#intro");
     let (status, saved) = api.save(&token, &url).await;
     assert_eq!(status, 202, "{saved}");
-    assert_eq!(saved["bookmark"]["url"], pages.url("/page/Rust%20runtimes"), "normalized url");
+    assert_eq!(
+        saved["bookmark"]["url"],
+        pages.url("/page/Rust%20runtimes"),
+        "normalized url"
+    );
     assert_eq!(saved["bookmark"]["status"], "pending");
     assert_eq!(saved["job"]["state"], "queued");
     let job_id = saved["job"]["id"].as_str().expect("job id").to_owned();
-    let bookmark_id = saved["bookmark"]["id"].as_str().expect("bookmark id").to_owned();
+    let bookmark_id = saved["bookmark"]["id"]
+        .as_str()
+        .expect("bookmark id")
+        .to_owned();
 
-    let job = api.wait_for_job(&token, &job_id, Duration::from_secs(30)).await;
+    let job = api
+        .wait_for_job(&token, &job_id, Duration::from_secs(30))
+        .await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(job["kind"], "ingest");
     assert_eq!(job["bookmark_id"], bookmark_id.as_str());
-    assert!(job["poll_after_ms"].is_null(), "finished jobs need no more polling");
+    assert!(
+        job["poll_after_ms"].is_null(),
+        "finished jobs need no more polling"
+    );
 
     let res = api
-        .get(&format!("/api/v1/bookmarks/{bookmark_id}?include=embedding"), &token)
+        .get(
+            &format!("/api/v1/bookmarks/{bookmark_id}?include=embedding"),
+            &token,
+        )
         .send()
         .await
         .expect("get bookmark");
@@ -38,24 +53,46 @@ async fn a_saved_link_is_scraped_embedded_and_stored() {
     let bookmark: serde_json::Value = res.json().await.expect("json");
     assert_eq!(bookmark["title"], "Rust runtimes");
     assert_eq!(bookmark["description"], "About Rust runtimes");
-    assert_eq!(bookmark["canonical_url"], pages.url("/canonical/Rust%20runtimes"));
+    assert_eq!(
+        bookmark["canonical_url"],
+        pages.url("/canonical/Rust%20runtimes")
+    );
     assert_eq!(bookmark["status"], "ready");
     let text = bookmark["text"].as_str().expect("text");
-    assert!(text.contains("work-stealing schedulers"), "main text extracted: {text}");
-    assert!(!text.contains("Copyright"), "footer is not main text: {text}");
+    assert!(
+        text.contains("work-stealing schedulers"),
+        "main text extracted: {text}"
+    );
+    assert!(
+        !text.contains("Copyright"),
+        "footer is not main text: {text}"
+    );
     let embedding = bookmark["embedding"].as_array().expect("embedding");
     assert_eq!(embedding.len(), 384);
-    let norm: f64 = embedding.iter().map(|x| x.as_f64().expect("float").powi(2)).sum::<f64>().sqrt();
-    assert!((norm - 1.0).abs() < 1e-3, "embeddings are L2-normalized, norm {norm}");
+    let norm: f64 = embedding
+        .iter()
+        .map(|x| x.as_f64().expect("float").powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(
+        (norm - 1.0).abs() < 1e-3,
+        "embeddings are L2-normalized, norm {norm}"
+    );
 
     // Saving the same page again (another spelling of the URL) returns the same bookmark and job.
-    let (status, again) = api.save(&token, &pages.url("/page/Rust%20runtimes?utm_medium=x")).await;
+    let (status, again) = api
+        .save(&token, &pages.url("/page/Rust%20runtimes?utm_medium=x"))
+        .await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["bookmark"]["id"], bookmark_id.as_str());
     assert_eq!(again["job"]["id"], job_id.as_str());
     assert_eq!(env.count("saved_content").await, 1);
     assert_eq!(env.count("jobs").await, 1);
-    assert_eq!(pages.hits("/page/Rust%20runtimes"), 1, "the page was fetched once");
+    assert_eq!(
+        pages.hits("/page/Rust%20runtimes"),
+        1,
+        "the page was fetched once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,17 +106,40 @@ async fn the_same_url_saved_by_two_users_is_fetched_once_and_both_get_embeddings
     let url = pages.url("/page/shared");
 
     let (_, a) = api.save(&alice, &url).await;
-    let a_job = api.wait_for_job(&alice, a["job"]["id"].as_str().expect("id"), Duration::from_secs(30)).await;
+    let a_job = api
+        .wait_for_job(
+            &alice,
+            a["job"]["id"].as_str().expect("id"),
+            Duration::from_secs(30),
+        )
+        .await;
     let (_, b) = api.save(&bob, &url).await;
-    assert_ne!(a["bookmark"]["id"], b["bookmark"]["id"], "each user has their own bookmark");
-    let b_job = api.wait_for_job(&bob, b["job"]["id"].as_str().expect("id"), Duration::from_secs(30)).await;
-    assert_eq!((a_job["state"].as_str(), b_job["state"].as_str()), (Some("succeeded"), Some("succeeded")));
-    assert_eq!(pages.hits("/page/shared"), 1, "the second scrape came from the scrape cache");
+    assert_ne!(
+        a["bookmark"]["id"], b["bookmark"]["id"],
+        "each user has their own bookmark"
+    );
+    let b_job = api
+        .wait_for_job(
+            &bob,
+            b["job"]["id"].as_str().expect("id"),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(
+        (a_job["state"].as_str(), b_job["state"].as_str()),
+        (Some("succeeded"), Some("succeeded"))
+    );
+    assert_eq!(
+        pages.hits("/page/shared"),
+        1,
+        "the second scrape came from the scrape cache"
+    );
 
-    let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM saved_content WHERE embedding IS NOT NULL")
-        .fetch_one(&env.pool)
-        .await
-        .expect("count");
+    let ready: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM saved_content WHERE embedding IS NOT NULL")
+            .fetch_one(&env.pool)
+            .await
+            .expect("count");
     assert_eq!(ready, 2);
 }
 
@@ -93,7 +153,9 @@ async fn many_saves_at_once_all_finish() {
 
     let mut jobs = Vec::new();
     for i in 0..12 {
-        let (status, saved) = api.save(&token, &pages.url(&format!("/page/item-{i}"))).await;
+        let (status, saved) = api
+            .save(&token, &pages.url(&format!("/page/item-{i}")))
+            .await;
         assert_eq!(status, 202, "{saved}");
         jobs.push(saved["job"]["id"].as_str().expect("id").to_owned());
     }

@@ -7,10 +7,19 @@ use fuze_tests::{PageServer, TestApi, TestEnv, WorkerProcess};
 async fn assert_blocked(api: &TestApi, token: &str, url: &str) {
     let (status, saved) = api.save(token, url).await;
     assert_eq!(status, 202, "{url} is a valid URL to save: {saved}");
-    let job = api.wait_for_job(token, saved["job"]["id"].as_str().expect("id"), Duration::from_secs(30)).await;
+    let job = api
+        .wait_for_job(
+            token,
+            saved["job"]["id"].as_str().expect("id"),
+            Duration::from_secs(30),
+        )
+        .await;
     assert_eq!(job["state"], "failed", "{url}: {job}");
     assert_eq!(job["error"]["code"], "blocked_target", "{url}: {job}");
-    assert_eq!(job["attempts"], 1, "blocked targets are not retried: {url}: {job}");
+    assert_eq!(
+        job["attempts"], 1,
+        "blocked targets are not retried: {url}: {job}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,7 +51,11 @@ async fn forbidden_targets_fail_with_blocked_target() {
         // Several spellings normalize to one URL; a distinct query keeps them distinct bookmarks.
         assert_blocked(&api, &token, &format!("{url}?case={i}")).await;
     }
-    assert_eq!(pages.hits("/page/local"), 0, "the local server was never contacted");
+    assert_eq!(
+        pages.hits("/page/local"),
+        0,
+        "the local server was never contacted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,14 +63,27 @@ async fn redirects_to_forbidden_targets_are_refused() {
     let env = TestEnv::new().await;
     let api = TestApi::spawn(&env, &[]).await;
     // Loopback allowed so the local server can play the public site; its redirects must still be checked.
-    let _worker = WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+    let _worker =
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
     let (_, token) = env.user().await;
     let pages = PageServer::start().await;
-    for target in ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/admin", "http://[::ffff:10.0.0.1]/"] {
+    for target in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/admin",
+        "http://[::ffff:10.0.0.1]/",
+    ] {
         assert_blocked(&api, &token, &pages.url(&format!("/redirect?to={target}"))).await;
     }
     // The same server with a redirect to an allowed page works, so the refusals above are the guard's.
-    let (_, saved) = api.save(&token, &pages.url("/redirect?to=/page/fine")).await;
-    let job = api.wait_for_job(&token, saved["job"]["id"].as_str().expect("id"), Duration::from_secs(30)).await;
+    let (_, saved) = api
+        .save(&token, &pages.url("/redirect?to=/page/fine"))
+        .await;
+    let job = api
+        .wait_for_job(
+            &token,
+            saved["job"]["id"].as_str().expect("id"),
+            Duration::from_secs(30),
+        )
+        .await;
     assert_eq!(job["state"], "succeeded", "{job}");
 }

@@ -54,7 +54,9 @@ pub fn embed(config: &Config) -> anyhow::Result<()> {
 pub fn extract(page_url: &str) -> anyhow::Result<()> {
     let url = url::Url::parse(page_url).with_context(|| format!("invalid --url {page_url:?}"))?;
     let mut html = String::new();
-    std::io::stdin().read_to_string(&mut html).context("failed to read stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut html)
+        .context("failed to read stdin")?;
     let page = scrape::extract(&html, &url);
     println!("{}", serde_json::to_string(&page)?);
     Ok(())

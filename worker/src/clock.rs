@@ -6,7 +6,14 @@ use std::{str::FromStr, sync::Arc};
 
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder};
 use apalis_cron::{CronScheduler, Tick};
-use fuze_shared::{config::Config, db, jobs::{JobQueues, QueueName}, keys::Keys, metrics::Metrics, redis_conn};
+use fuze_shared::{
+    config::Config,
+    db,
+    jobs::{JobQueues, QueueName},
+    keys::Keys,
+    metrics::Metrics,
+    redis_conn,
+};
 
 use crate::{metrics_server, reconcile, runtime::shutdown_signal};
 
@@ -21,8 +28,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new(&queue_names)?;
     let db = db::connect(&config).await?;
     let redis = redis_conn::connection_manager(&config.redis_url).await?;
-    let queues = JobQueues::new(redis, Keys::new(config.redis_prefix.clone()), config.worker.clone());
-    let port = metrics_server::spawn(&config.worker.metrics_host, config.worker.clock_metrics_port, metrics)?;
+    let queues = JobQueues::new(
+        redis,
+        Keys::new(config.redis_prefix.clone()),
+        config.worker.clone(),
+    );
+    let port = metrics_server::spawn(
+        &config.worker.metrics_host,
+        config.worker.clock_metrics_port,
+        metrics,
+    )?;
     let schedule = cron::Schedule::from_str(&config.clock.reconcile_schedule)
         .map_err(|e| anyhow::anyhow!("invalid FUZE_CLOCK_RECONCILE_SCHEDULE: {e}"))?;
     tracing::info!(metrics_port = port, schedule = %config.clock.reconcile_schedule, "clock ready");

@@ -31,7 +31,11 @@ pub type SharedContext = Arc<JobContext>;
 impl JobContext {
     pub async fn bookmarks_changed(&self, user_id: Uuid) {
         let mut conn = self.redis.clone();
-        events::publish(&mut conn, &self.keys.events_channel(), &Event::BookmarksChanged { user_id })
-            .await;
+        events::publish(
+            &mut conn,
+            &self.keys.events_channel(),
+            &Event::BookmarksChanged { user_id },
+        )
+        .await;
     }
 }

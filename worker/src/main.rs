@@ -10,7 +10,12 @@ fn main() -> anyhow::Result<()> {
     telemetry::init();
     let config = Config::from_env()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         [] | ["run"] => tokio_runtime()?.block_on(runtime::run(config)),
         ["clock"] => tokio_runtime()?.block_on(clock::run(config)),
         ["embed"] => cli::embed(&config),
@@ -20,5 +25,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -9,7 +9,8 @@ use fuze_shared::metrics::Metrics;
 
 /// Binds now (so the port is known and errors surface at start), serves in the background.
 pub fn spawn(host: &str, port: u16, metrics: Metrics) -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((host, port)).with_context(|| format!("failed to bind metrics port {host}:{port}"))?;
+    let listener = TcpListener::bind((host, port))
+        .with_context(|| format!("failed to bind metrics port {host}:{port}"))?;
     let bound = listener.local_addr()?.port();
     let metrics = web::Data::new(metrics);
     let server = HttpServer::new(move || {
@@ -35,7 +36,9 @@ pub fn spawn(host: &str, port: u16, metrics: Metrics) -> anyhow::Result<u16> {
 }
 
 async fn render(metrics: web::Data<Metrics>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(metrics.render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.render())
 }
 
 /// The server starts only once the process is ready (model loaded), so answering means ready.

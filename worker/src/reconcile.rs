@@ -26,7 +26,11 @@ struct Candidate {
 
 /// Re-enqueues unfinished jobs older than `stale_after` whose current task is unknown to Redis.
 /// Returns how many were re-enqueued.
-pub async fn requeue_stale(db: &PgPool, queues: &JobQueues, config: &Config) -> Result<usize, BoxDynError> {
+pub async fn requeue_stale(
+    db: &PgPool,
+    queues: &JobQueues,
+    config: &Config,
+) -> Result<usize, BoxDynError> {
     let stale: Duration = config.clock.stale_after;
     let candidates: Vec<Candidate> = sqlx::query_as(
         "SELECT id, user_id, bookmark_id, stage, task_id FROM jobs \
@@ -40,20 +44,32 @@ pub async fn requeue_stale(db: &PgPool, queues: &JobQueues, config: &Config) -> 
     .await?;
     let mut requeued = 0;
     for job in candidates {
-        let Some(queue) = QueueName::parse(&job.stage) else { continue };
+        let Some(queue) = QueueName::parse(&job.stage) else {
+            continue;
+        };
         let mut conn = queues.connection();
-        let known: bool = conn.hexists(queues.apalis_config(queue).job_data_hash(), &job.task_id).await?;
+        let known: bool = conn
+            .hexists(queues.apalis_config(queue).job_data_hash(), &job.task_id)
+            .await?;
         if known {
             continue; // apalis still has it: waiting, scheduled or in flight (orphans are its job)
         }
         let task = new_task_id();
         match queue {
             QueueName::Scrape => {
-                let payload = ScrapeJob { job_id: job.id.clone(), user_id: job.user_id, bookmark_id: job.bookmark_id };
+                let payload = ScrapeJob {
+                    job_id: job.id.clone(),
+                    user_id: job.user_id,
+                    bookmark_id: job.bookmark_id,
+                };
                 queues.push(queue, &task, &payload, None).await?;
             }
             QueueName::Embed => {
-                let payload = EmbedJob { job_id: job.id.clone(), user_id: job.user_id, bookmark_id: job.bookmark_id };
+                let payload = EmbedJob {
+                    job_id: job.id.clone(),
+                    user_id: job.user_id,
+                    bookmark_id: job.bookmark_id,
+                };
                 queues.push(queue, &task, &payload, None).await?;
             }
         }

@@ -13,9 +13,13 @@ use uuid::Uuid;
 use crate::{auth::AuthUser, error::ApiError, routes::jobs::JobView, state::AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/bookmarks").post(save).get(list)).service(
-        web::resource("/bookmarks/{id}").get(get).patch(edit).delete(remove),
-    );
+    cfg.service(web::resource("/bookmarks").post(save).get(list))
+        .service(
+            web::resource("/bookmarks/{id}")
+                .get(get)
+                .patch(edit)
+                .delete(remove),
+        );
 }
 
 #[derive(Deserialize)]
@@ -69,7 +73,11 @@ async fn save(
     .await?;
     if !created {
         tx.rollback().await?;
-        state.metrics.jobs_deduplicated.with_label_values(&["scrape"]).inc();
+        state
+            .metrics
+            .jobs_deduplicated
+            .with_label_values(&["scrape"])
+            .inc();
         let job = records::latest_for_bookmark(&state.db, bookmark.id).await?;
         let job = job.map(|j| JobView::new(j, &state));
         return Ok(HttpResponse::Ok().json(SaveResponse { bookmark, job }));
@@ -90,22 +98,45 @@ async fn save(
     .await?;
     tx.commit().await?;
     // Commit first, so the worker always finds the record of the task it receives.
-    let payload = ScrapeJob { job_id: job_id.clone(), user_id: user.0, bookmark_id: bookmark.id };
-    if let Err(e) = state.queues.push(QueueName::Scrape, &job_id, &payload, None).await {
+    let payload = ScrapeJob {
+        job_id: job_id.clone(),
+        user_id: user.0,
+        bookmark_id: bookmark.id,
+    };
+    if let Err(e) = state
+        .queues
+        .push(QueueName::Scrape, &job_id, &payload, None)
+        .await
+    {
         tracing::error!(error = ?e, "enqueue failed; undoing the save");
         undo_save(&state, &job_id, bookmark.id).await;
-        return Err(ApiError::Unavailable("job queue unavailable; nothing was saved, retry shortly"));
+        return Err(ApiError::Unavailable(
+            "job queue unavailable; nothing was saved, retry shortly",
+        ));
     }
-    state.metrics.jobs_enqueued.with_label_values(&["scrape"]).inc();
+    state
+        .metrics
+        .jobs_enqueued
+        .with_label_values(&["scrape"])
+        .inc();
     publish_change(&state, user.0).await;
-    Ok(HttpResponse::Accepted().json(SaveResponse { bookmark, job: Some(JobView::new(job, &state)) }))
+    Ok(HttpResponse::Accepted().json(SaveResponse {
+        bookmark,
+        job: Some(JobView::new(job, &state)),
+    }))
 }
 
 /// Best effort: if this fails too, the clock's reconciler enqueues the orphaned job later.
 async fn undo_save(state: &AppState, job_id: &str, bookmark_id: Uuid) {
     let undone = async {
-        sqlx::query("DELETE FROM jobs WHERE id = $1").bind(job_id).execute(&state.db).await?;
-        sqlx::query("DELETE FROM saved_content WHERE id = $1").bind(bookmark_id).execute(&state.db).await
+        sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .execute(&state.db)
+            .await?;
+        sqlx::query("DELETE FROM saved_content WHERE id = $1")
+            .bind(bookmark_id)
+            .execute(&state.db)
+            .await
     };
     if let Err(e) = undone.await {
         tracing::error!(error = %e, job = job_id, "failed to undo a save whose job was not enqueued");
@@ -114,8 +145,12 @@ async fn undo_save(state: &AppState, job_id: &str, bookmark_id: Uuid) {
 
 async fn publish_change(state: &AppState, user_id: Uuid) {
     let mut conn = state.redis.clone();
-    events::publish(&mut conn, &state.keys.events_channel(), &Event::BookmarksChanged { user_id })
-        .await;
+    events::publish(
+        &mut conn,
+        &state.keys.events_channel(),
+        &Event::BookmarksChanged { user_id },
+    )
+    .await;
 }
 
 #[derive(Deserialize)]
@@ -148,12 +183,21 @@ async fn list(
     let after = match query.cursor.as_deref() {
         None => None,
         Some(raw) => Some(
-            Cursor::decode(raw).ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))?,
+            Cursor::decode(raw)
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))?,
         ),
     };
     let items = bookmarks::list(&state.db, user.0, after, limit).await?;
     let next_cursor = (items.len() == limit as usize)
-        .then(|| items.last().map(|b| Cursor { saved_at: b.saved_at, id: b.id }.encode()))
+        .then(|| {
+            items.last().map(|b| {
+                Cursor {
+                    saved_at: b.saved_at,
+                    id: b.id,
+                }
+                .encode()
+            })
+        })
         .flatten();
     Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
 }
@@ -175,10 +219,15 @@ async fn get(
         None | Some("") => false,
         Some("embedding") => true,
         Some(other) => {
-            return Err(ApiError::bad_request("invalid_query", format!("cannot include {other:?}")));
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("cannot include {other:?}"),
+            ));
         }
     };
-    let detail = bookmarks::get(&state.db, user.0, *id, with_embedding).await?.ok_or(ApiError::NotFound)?;
+    let detail = bookmarks::get(&state.db, user.0, *id, with_embedding)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(detail))
 }
 
@@ -203,20 +252,26 @@ async fn edit(
     body: web::Json<EditRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let limits = &state.config.api;
-    let field = |name, v: &Option<Option<String>>, max| -> Result<Option<Option<String>>, ApiError> {
-        match v {
-            None => Ok(None),
-            Some(inner) => Ok(Some(optional_text(name, inner.as_deref(), max)?)),
-        }
-    };
+    let field =
+        |name, v: &Option<Option<String>>, max| -> Result<Option<Option<String>>, ApiError> {
+            match v {
+                None => Ok(None),
+                Some(inner) => Ok(Some(optional_text(name, inner.as_deref(), max)?)),
+            }
+        };
     let changes = Changes {
         title: field("title", &body.title, limits.max_title_chars)?,
         notes: field("notes", &body.notes, limits.max_notes_chars)?,
     };
     if changes.title.is_none() && changes.notes.is_none() {
-        return Err(ApiError::unprocessable("empty_patch", "nothing to change: send title and/or notes"));
+        return Err(ApiError::unprocessable(
+            "empty_patch",
+            "nothing to change: send title and/or notes",
+        ));
     }
-    let bookmark = bookmarks::update(&state.db, user.0, *id, &changes).await?.ok_or(ApiError::NotFound)?;
+    let bookmark = bookmarks::update(&state.db, user.0, *id, &changes)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     publish_change(&state, user.0).await;
     Ok(HttpResponse::Ok().json(bookmark))
 }

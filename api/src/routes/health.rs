@@ -18,7 +18,10 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
     let mut conn = state.redis.clone();
-    let redis = redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok();
+    let redis = redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .is_ok();
     let body = json!({ "postgres": db, "redis": redis });
     if db && redis {
         HttpResponse::Ok().json(body)

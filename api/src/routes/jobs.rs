@@ -6,7 +6,7 @@ use actix_web::{
     web,
 };
 use chrono::{DateTime, Utc};
-use fuze_shared::{domain::JobState, jobs::records, jobs::JobRecord};
+use fuze_shared::{domain::JobState, jobs::JobRecord, jobs::records};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -43,9 +43,13 @@ pub struct JobView {
 
 impl JobView {
     pub fn new(job: JobRecord, state: &AppState) -> Self {
-        let poll_after_ms = (!job.state.is_terminal())
-            .then(|| u64::try_from(state.config.api.job_poll_interval.as_millis()).unwrap_or(u64::MAX));
-        let error = job.error_code.map(|code| JobError { code, message: job.error.unwrap_or_default() });
+        let poll_after_ms = (!job.state.is_terminal()).then(|| {
+            u64::try_from(state.config.api.job_poll_interval.as_millis()).unwrap_or(u64::MAX)
+        });
+        let error = job.error_code.map(|code| JobError {
+            code,
+            message: job.error.unwrap_or_default(),
+        });
         Self {
             id: job.id,
             kind: job.kind,
@@ -64,7 +68,11 @@ impl JobView {
 
     /// Changes whenever anything a poller cares about changes (every change bumps `updated_at`).
     fn etag(&self) -> EntityTag {
-        EntityTag::new_strong(format!("{}-{}", self.id, self.updated_at.timestamp_micros()))
+        EntityTag::new_strong(format!(
+            "{}-{}",
+            self.id,
+            self.updated_at.timestamp_micros()
+        ))
     }
 }
 
@@ -77,17 +85,28 @@ async fn get(
     if id.len() > 64 {
         return Err(ApiError::NotFound);
     }
-    let job = records::find_for_user(&state.db, &id, user.0).await?.ok_or(ApiError::NotFound)?;
+    let job = records::find_for_user(&state.db, &id, user.0)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let view = JobView::new(job, &state);
     let etag = view.etag();
     let unchanged = not_modified(&req, &etag);
-    let mut res = if unchanged { HttpResponse::NotModified() } else { HttpResponse::Ok() };
-    res.insert_header(ETag(etag)).insert_header((header::CACHE_CONTROL, "no-cache"));
+    let mut res = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header(ETag(etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
     if let Some(ms) = view.poll_after_ms {
         // Whole seconds, rounded up, for clients that only read the header.
         res.insert_header((header::RETRY_AFTER, ms.div_ceil(1000).to_string()));
     }
-    Ok(if unchanged { res.finish() } else { res.json(view) })
+    Ok(if unchanged {
+        res.finish()
+    } else {
+        res.json(view)
+    })
 }
 
 fn not_modified(req: &HttpRequest, etag: &EntityTag) -> bool {

@@ -94,7 +94,12 @@ impl JobQueues {
     }
 
     /// Pushes without the wake-up message: workers find it on their next poll. For measurements.
-    pub async fn push_silently<T: Serialize>(&self, queue: QueueName, task_id: &str, payload: &T) -> anyhow::Result<()> {
+    pub async fn push_silently<T: Serialize>(
+        &self,
+        queue: QueueName,
+        task_id: &str,
+        payload: &T,
+    ) -> anyhow::Result<()> {
         self.push_task(queue, task_id, payload, None).await
     }
 
@@ -106,7 +111,9 @@ impl JobQueues {
         run_after: Option<Duration>,
     ) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec(payload).context("failed to encode job payload")?;
-        let id: TaskId = task_id.parse().map_err(|e| anyhow::anyhow!("bad task id {task_id}: {e:?}"))?;
+        let id: TaskId = task_id
+            .parse()
+            .map_err(|e| anyhow::anyhow!("bad task id {task_id}: {e:?}"))?;
         let mut builder = TaskBuilder::new(RawPayload(bytes)).task_id(id);
         if let Some(delay) = run_after {
             builder = builder.run_after(delay);

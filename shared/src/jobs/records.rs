@@ -65,11 +65,13 @@ pub async fn find_for_user(
     id: &str,
     user_id: Uuid,
 ) -> sqlx::Result<Option<JobRecord>> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1 AND user_id = $2"))
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn latest_for_bookmark(
@@ -114,7 +116,10 @@ pub async fn claim(
     .bind(stage)
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|r| Claimed { record: r.record, queue_wait_s: r.queue_wait_s }))
+    Ok(row.map(|r| Claimed {
+        record: r.record,
+        queue_wait_s: r.queue_wait_s,
+    }))
 }
 
 #[derive(FromRow)]
@@ -186,7 +191,12 @@ pub async fn succeed(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<()> {
     .map(drop)
 }
 
-pub async fn fail(db: impl PgExecutor<'_>, id: &str, error_code: &str, error: &str) -> sqlx::Result<()> {
+pub async fn fail(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    error_code: &str,
+    error: &str,
+) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE jobs SET state = 'failed', error_code = $2, error = $3, updated_at = now(), \
          finished_at = now() WHERE id = $1",

@@ -17,7 +17,9 @@ pub fn after_failure(cfg: &JobsConfig, attempt: u32) -> RetryDecision {
     if attempt >= cfg.max_attempts {
         return RetryDecision::GiveUp;
     }
-    let exp = cfg.backoff_base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let exp = cfg
+        .backoff_base
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
     let capped = exp.min(cfg.backoff_max);
     // Up to 20 % jitter so jobs that failed together do not retry together.
     let jitter = capped.mul_f64(rand::rng().random_range(0.0..0.2));

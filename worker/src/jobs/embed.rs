@@ -17,9 +17,13 @@ pub async fn handle(
     task_id: TaskId,
     ctx: Data<SharedContext>,
 ) -> Result<(), BoxDynError> {
-    runner::run(&ctx, QueueName::Embed, &payload, &task_id, |job, claimed| {
-        embed(&ctx, job, claimed)
-    })
+    runner::run(
+        &ctx,
+        QueueName::Embed,
+        &payload,
+        &task_id,
+        |job, claimed| embed(&ctx, job, claimed),
+    )
     .await
 }
 
@@ -28,12 +32,18 @@ async fn embed(ctx: &JobContext, job: EmbedJob, _claimed: Claimed) -> Result<(),
         .await?
         .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
     if text.trim().is_empty() {
-        return Err(Failure::permanent("nothing_to_embed", "the page has no title or text"));
+        return Err(Failure::permanent(
+            "nothing_to_embed",
+            "the page has no title or text",
+        ));
     }
     let vector = embedding_for(ctx, &text).await?;
     let model = ctx.embedder.model_id().to_owned();
     if !bookmarks::store_embedding(&ctx.db, job.user_id, job.bookmark_id, &vector, &model).await? {
-        return Err(Failure::permanent("bookmark_deleted", "the bookmark was deleted"));
+        return Err(Failure::permanent(
+            "bookmark_deleted",
+            "the bookmark was deleted",
+        ));
     }
     records::succeed(&ctx.db, &job.job_id).await?;
     ctx.bookmarks_changed(job.user_id).await;
@@ -50,7 +60,8 @@ pub async fn embedding_for(ctx: &JobContext, text: &str) -> Result<Vec<f32>, Fai
         .inspect_err(|e| tracing::warn!(error = %e, "embedding cache read failed"))
         .ok()
         .flatten();
-    if let Some(vector) = cached.and_then(|bytes| decode_vector(&bytes, ctx.embedder.dimensions())) {
+    if let Some(vector) = cached.and_then(|bytes| decode_vector(&bytes, ctx.embedder.dimensions()))
+    {
         ctx.metrics.embed_cache.with_label_values(&["hit"]).inc();
         return Ok(vector);
     }

@@ -83,23 +83,40 @@ where
     };
     let metrics = &ctx.metrics;
     metrics.jobs_started.with_label_values(&[q]).inc();
-    metrics.job_queue_wait.with_label_values(&[q]).observe(claimed.queue_wait_s);
+    metrics
+        .job_queue_wait
+        .with_label_values(&[q])
+        .observe(claimed.queue_wait_s);
     let attempt = u32::try_from(claimed.record.attempts).unwrap_or(u32::MAX);
     tracing::info!(queue = q, job = job.job_id(), attempt, "job started");
 
     let started = Instant::now();
     let timeout = ctx.config.worker.job_timeout;
-    let outcome = tokio::time::timeout(timeout, AssertUnwindSafe(stage(clone_payload(&job)?, claimed)).catch_unwind())
-        .await
-        .unwrap_or_else(|_| Ok(Err(Failure::transient("timeout", format!("stage took longer than {timeout:?}")))))
-        .unwrap_or_else(|_| Err(Failure::transient("panic", "the job handler panicked")));
-    metrics.job_duration.with_label_values(&[q]).observe(started.elapsed().as_secs_f64());
+    let outcome = tokio::time::timeout(
+        timeout,
+        AssertUnwindSafe(stage(clone_payload(&job)?, claimed)).catch_unwind(),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Ok(Err(Failure::transient(
+            "timeout",
+            format!("stage took longer than {timeout:?}"),
+        )))
+    })
+    .unwrap_or_else(|_| Err(Failure::transient("panic", "the job handler panicked")));
+    metrics
+        .job_duration
+        .with_label_values(&[q])
+        .observe(started.elapsed().as_secs_f64());
 
     let outcome_label = match outcome {
         Ok(()) => "succeeded",
         Err(failure) => settle_failure(ctx, queue, &job, attempt, failure).await?,
     };
-    metrics.jobs_finished.with_label_values(&[q, outcome_label]).inc();
+    metrics
+        .jobs_finished
+        .with_label_values(&[q, outcome_label])
+        .inc();
     Ok(())
 }
 
@@ -111,8 +128,16 @@ fn clone_payload<P: JobPayload>(job: &P) -> Result<P, BoxDynError> {
 /// it) or the job is finished. Records are committed before their task is pushed, so this is never
 /// a task that arrived before its record.
 async fn not_claimed(ctx: &JobContext, queue: QueueName, job_id: &str, task: &str) {
-    tracing::info!(queue = queue.as_str(), job = job_id, task, "skipping stale task");
-    ctx.metrics.jobs_finished.with_label_values(&[queue.as_str(), "skipped"]).inc();
+    tracing::info!(
+        queue = queue.as_str(),
+        job = job_id,
+        task,
+        "skipping stale task"
+    );
+    ctx.metrics
+        .jobs_finished
+        .with_label_values(&[queue.as_str(), "skipped"])
+        .inc();
 }
 
 /// Records a failure: permanent ones (and exhausted retries) fail the job; others are rescheduled.
@@ -125,10 +150,16 @@ async fn settle_failure<P: JobPayload>(
 ) -> Result<&'static str, BoxDynError> {
     let (code, message, retry_in) = match failure {
         Failure::Permanent { code, message } => (code, message, None),
-        Failure::Transient { code, message } => match retry::after_failure(&ctx.config.jobs, attempt) {
-            RetryDecision::RetryAfter(delay) => (code, message, Some(delay)),
-            RetryDecision::GiveUp => (code, format!("gave up after {attempt} attempts: {message}"), None),
-        },
+        Failure::Transient { code, message } => {
+            match retry::after_failure(&ctx.config.jobs, attempt) {
+                RetryDecision::RetryAfter(delay) => (code, message, Some(delay)),
+                RetryDecision::GiveUp => (
+                    code,
+                    format!("gave up after {attempt} attempts: {message}"),
+                    None,
+                ),
+            }
+        }
     };
     if let Some(delay) = retry_in {
         schedule_retry(ctx, queue, job, code, &message, delay).await?;
@@ -154,7 +185,16 @@ async fn schedule_retry<P: JobPayload>(
 ) -> Result<(), BoxDynError> {
     let task = new_task_id();
     let run_after = Utc::now() + chrono::Duration::from_std(delay)?;
-    records::schedule_retry(&ctx.db, job.job_id(), queue.as_str(), &task, code, message, run_after).await?;
+    records::schedule_retry(
+        &ctx.db,
+        job.job_id(),
+        queue.as_str(),
+        &task,
+        code,
+        message,
+        run_after,
+    )
+    .await?;
     ctx.queues.push(queue, &task, job, Some(delay)).await?;
     Ok(())
 }

@@ -7,7 +7,9 @@ use apalis::prelude::{BoxDynError, Data, TaskId};
 use fuze_shared::{
     bookmarks::{self, Scraped},
     domain::BookmarkUrl,
-    jobs::{EmbedJob, QueueName, RawPayload, ScrapeJob, queue::new_task_id, records, records::Claimed},
+    jobs::{
+        EmbedJob, QueueName, RawPayload, ScrapeJob, queue::new_task_id, records, records::Claimed,
+    },
 };
 use redis::AsyncCommands;
 
@@ -23,9 +25,13 @@ pub async fn handle(
     task_id: TaskId,
     ctx: Data<SharedContext>,
 ) -> Result<(), BoxDynError> {
-    runner::run(&ctx, QueueName::Scrape, &payload, &task_id, |job, claimed| {
-        scrape(&ctx, job, claimed)
-    })
+    runner::run(
+        &ctx,
+        QueueName::Scrape,
+        &payload,
+        &task_id,
+        |job, claimed| scrape(&ctx, job, claimed),
+    )
     .await
 }
 
@@ -34,7 +40,8 @@ async fn scrape(ctx: &JobContext, job: ScrapeJob, _claimed: Claimed) -> Result<(
         .await?
         .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
     // Stored URLs were validated on save; parse again to get the hash and a `Url`.
-    let url = BookmarkUrl::parse(&url, usize::MAX).map_err(|e| Failure::permanent("invalid_url", e.to_string()))?;
+    let url = BookmarkUrl::parse(&url, usize::MAX)
+        .map_err(|e| Failure::permanent("invalid_url", e.to_string()))?;
     let page = match cached_page(ctx, &url).await {
         Some(page) => page,
         None => {
@@ -56,7 +63,10 @@ async fn scrape(ctx: &JobContext, job: ScrapeJob, _claimed: Claimed) -> Result<(
     )
     .await?;
     if !stored {
-        return Err(Failure::permanent("bookmark_deleted", "the bookmark was deleted"));
+        return Err(Failure::permanent(
+            "bookmark_deleted",
+            "the bookmark was deleted",
+        ));
     }
     ctx.bookmarks_changed(job.user_id).await;
     hand_to_embed(ctx, &job).await
@@ -65,7 +75,9 @@ async fn scrape(ctx: &JobContext, job: ScrapeJob, _claimed: Claimed) -> Result<(
 async fn fetch_and_extract(ctx: &JobContext, url: &BookmarkUrl) -> Result<ExtractedPage, Failure> {
     let started = Instant::now();
     let fetched = ctx.scraper.fetch(url.as_url()).await;
-    ctx.metrics.scrape_duration.observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .scrape_duration
+        .observe(started.elapsed().as_secs_f64());
     let class = fetched.as_ref().map_or_else(|e| e.class(), |_| "ok");
     ctx.metrics.scrape_fetches.with_label_values(&[class]).inc();
     let fetched = fetched?;
@@ -86,10 +98,14 @@ async fn cached_page(ctx: &JobContext, url: &BookmarkUrl) -> Option<ExtractedPag
 }
 
 async fn cache_page(ctx: &JobContext, url: &BookmarkUrl, page: &ExtractedPage) {
-    let Ok(bytes) = serde_json::to_vec(page) else { return };
+    let Ok(bytes) = serde_json::to_vec(page) else {
+        return;
+    };
     let mut conn = ctx.redis.clone();
     let ttl = ctx.config.ttl.scraped.as_secs().max(1);
-    let written: redis::RedisResult<()> = conn.set_ex(ctx.keys.scraped(&url.hash_hex()), bytes, ttl).await;
+    let written: redis::RedisResult<()> = conn
+        .set_ex(ctx.keys.scraped(&url.hash_hex()), bytes, ttl)
+        .await;
     if let Err(e) = written {
         tracing::warn!(error = %e, "scrape cache write failed");
     }
@@ -100,10 +116,20 @@ async fn cache_page(ctx: &JobContext, url: &BookmarkUrl, page: &ExtractedPage) {
 async fn hand_to_embed(ctx: &JobContext, job: &ScrapeJob) -> Result<(), Failure> {
     let task = new_task_id();
     records::advance(&ctx.db, &job.job_id, QueueName::Embed.as_str(), &task).await?;
-    let next = EmbedJob { job_id: job.job_id.clone(), user_id: job.user_id, bookmark_id: job.bookmark_id };
-    ctx.queues.push(QueueName::Embed, &task, &next, None).await.map_err(|e| {
-        Failure::transient("queue", format!("failed to enqueue the embed stage: {e:#}"))
-    })?;
-    ctx.metrics.jobs_enqueued.with_label_values(&[QueueName::Embed.as_str()]).inc();
+    let next = EmbedJob {
+        job_id: job.job_id.clone(),
+        user_id: job.user_id,
+        bookmark_id: job.bookmark_id,
+    };
+    ctx.queues
+        .push(QueueName::Embed, &task, &next, None)
+        .await
+        .map_err(|e| {
+            Failure::transient("queue", format!("failed to enqueue the embed stage: {e:#}"))
+        })?;
+    ctx.metrics
+        .jobs_enqueued
+        .with_label_values(&[QueueName::Embed.as_str()])
+        .inc();
     Ok(())
 }
