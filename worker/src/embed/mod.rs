@@ -1,1 +1,18 @@
 //! Sentence embeddings with candle (all-MiniLM-L6-v2).
+//!
+//! - [`EmbeddingModel`]: synchronous tokenizer + BERT forward pass + mean pooling.
+//! - [`Embedder`]: async, cloneable handle that runs the model on one dedicated OS thread and
+//!   coalesces concurrent requests into shared forward passes.
+//! - [`EmbedObserver`]: metrics hook called once per forward pass.
+
+mod config;
+mod handle;
+mod model;
+mod observer;
+mod plan;
+mod pooling;
+
+pub use config::EmbedderConfig;
+pub use handle::Embedder;
+pub use model::EmbeddingModel;
+pub use observer::{EmbedObserver, NoopObserver};

@@ -1,0 +1,258 @@
+//! Parity with sentence-transformers on the reference fixture, plus the async handle's ordering.
+//!
+//! Needs the real model: `FUZE_MODEL_DIR` (default `<repo>/models/all-MiniLM-L6-v2`) and the
+//! fixture in `FUZE_FIXTURES_DIR` (default `<repo>/../shared/fixtures`). Missing files fail the
+//! tests on purpose: a silently skipped parity check is worse than a red one.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, Result, ensure};
+use fuze_worker::embed::{EmbedObserver, Embedder, EmbedderConfig, EmbeddingModel};
+use serde::Deserialize;
+
+const MIN_COSINE: f64 = 0.9999;
+
+#[derive(Deserialize)]
+struct Row {
+    id: u64,
+    text: String,
+    /// Word pieces incl. [CLS]/[SEP] before truncation.
+    tokens: usize,
+    embedding: Vec<f32>,
+}
+
+fn env_dir(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(default))
+}
+
+fn config() -> Result<EmbedderConfig> {
+    let model_dir = env_dir("FUZE_MODEL_DIR", "../models/all-MiniLM-L6-v2");
+    ensure!(
+        model_dir.join("model.safetensors").is_file(),
+        "embedding model not found in {}: download all-MiniLM-L6-v2 there or set FUZE_MODEL_DIR",
+        model_dir.display()
+    );
+    Ok(EmbedderConfig {
+        model_dir,
+        ..EmbedderConfig::default()
+    })
+}
+
+fn load_model() -> Result<EmbeddingModel> {
+    EmbeddingModel::load(&config()?)
+}
+
+fn read_fixture() -> Result<Vec<Row>> {
+    let path = env_dir("FUZE_FIXTURES_DIR", "../../shared/fixtures").join("minilm_reference.jsonl");
+    let body = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (set FUZE_FIXTURES_DIR to the fixtures directory)",
+            path.display()
+        )
+    })?;
+    let rows = body
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<Vec<Row>, _>>()
+        .with_context(|| format!("parsing {}", path.display()))?;
+    ensure!(!rows.is_empty(), "{} has no rows", path.display());
+    Ok(rows)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// Checks every vector against its row; returns the minimum cosine.
+fn check(label: &str, rows: &[&Row], got: &[Vec<f32>]) -> Result<f64> {
+    ensure!(
+        got.len() == rows.len(),
+        "{label}: {} vectors for {} rows",
+        got.len(),
+        rows.len()
+    );
+    let mut min = (f64::INFINITY, 0);
+    let mut failures = Vec::new();
+    for (row, vector) in rows.iter().zip(got) {
+        ensure!(
+            vector.len() == 384,
+            "{label}: row {} has {} dims",
+            row.id,
+            vector.len()
+        );
+        let norm = vector
+            .iter()
+            .map(|x| f64::from(*x).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        ensure!(
+            (norm - 1.0).abs() < 1e-4,
+            "{label}: row {} norm {norm}",
+            row.id
+        );
+        let cos = cosine(vector, &row.embedding);
+        if cos < min.0 {
+            min = (cos, row.id);
+        }
+        if cos < MIN_COSINE {
+            failures.push(format!(
+                "row {} ({} tokens): cosine {cos:.6}",
+                row.id, row.tokens
+            ));
+        }
+    }
+    println!(
+        "{label}: {} rows, min cosine {:.9} (1 - min = {:.2e}, row {})",
+        rows.len(),
+        min.0,
+        1.0 - min.0,
+        min.1
+    );
+    ensure!(
+        failures.is_empty(),
+        "{label}: below {MIN_COSINE}:\n{}",
+        failures.join("\n")
+    );
+    Ok(min.0)
+}
+
+#[test]
+fn whole_fixture_in_one_call_matches_reference() -> Result<()> {
+    let model = load_model()?;
+    let rows = read_fixture()?;
+    // Mixed lengths (7 to 1134 word pieces) in one call: short rows get padded up to 256.
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let got = model.embed(&texts)?;
+    check("one call", &rows.iter().collect::<Vec<_>>(), &got)?;
+    Ok(())
+}
+
+#[test]
+fn small_batches_match_reference() -> Result<()> {
+    // Tight limits force many passes with different padded widths.
+    let model = EmbeddingModel::load(&EmbedderConfig {
+        max_batch_texts: 3,
+        batch_token_budget: 600,
+        ..config()?
+    })?;
+    let rows = read_fixture()?;
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    check(
+        "small batches",
+        &rows.iter().collect::<Vec<_>>(),
+        &model.embed(&texts)?,
+    )?;
+    Ok(())
+}
+
+#[test]
+fn rows_one_at_a_time_match_reference() -> Result<()> {
+    let model = load_model()?;
+    let rows = read_fixture()?;
+    let mut by_len: Vec<&Row> = rows.iter().collect();
+    by_len.sort_by_key(|r| r.tokens);
+    // Shortest, a middle one, the longest under the limit, and the longest overall (truncated).
+    let picks = [
+        by_len[0],
+        by_len[by_len.len() / 2],
+        *by_len
+            .iter()
+            .rev()
+            .find(|r| r.tokens <= 256)
+            .context("no row under 256 tokens")?,
+        by_len[by_len.len() - 1],
+    ];
+    let mut got = Vec::new();
+    for row in picks {
+        got.extend(model.embed(&[row.text.as_str()])?);
+    }
+    check("one at a time", &picks, &got)?;
+    Ok(())
+}
+
+#[test]
+fn token_counts_match_fixture() -> Result<()> {
+    let model = load_model()?;
+    for row in read_fixture()? {
+        let (count, truncated) = model.count_tokens(&row.text)?;
+        assert_eq!(
+            (count, truncated),
+            (row.tokens.min(256), row.tokens > 256),
+            "row {}",
+            row.id
+        );
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct DrainCounter {
+    drains: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+impl EmbedObserver for DrainCounter {
+    fn batch(&self, _: usize, _: usize, _: f64, _: usize) {}
+    fn drained(&self, requests: usize, _texts: usize) {
+        self.drains.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(requests, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedder_handle_matches_model_under_concurrency() -> Result<()> {
+    const TASKS: usize = 6;
+    let model = load_model()?;
+    let rows = read_fixture()?;
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let expected = Arc::new(model.embed(&texts)?);
+    let model_id = model.model_id().to_owned();
+
+    let counter = Arc::new(DrainCounter::default());
+    let embedder = Embedder::start_with_observer(model, counter.clone());
+    assert_eq!(embedder.model_id(), model_id);
+    assert_eq!(embedder.dimensions(), 384);
+
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        // Interleaved subsets, every other one reversed, so results must be mapped back per request.
+        let mut indices: Vec<usize> = (task..rows.len()).step_by(TASKS).collect();
+        if task % 2 == 1 {
+            indices.reverse();
+        }
+        let request: Vec<String> = indices.iter().map(|&i| rows[i].text.clone()).collect();
+        let embedder = embedder.clone();
+        let expected = expected.clone();
+        tasks.push(tokio::spawn(async move {
+            let got = embedder.embed(request).await?;
+            ensure!(got.len() == indices.len(), "task {task}: wrong count");
+            for (vector, &i) in got.iter().zip(&indices) {
+                // Different batch mates mean different padding, so allow float noise only.
+                let cos = cosine(vector, &expected[i]);
+                ensure!(cos > 0.99999, "task {task}: row {i} cosine {cos}");
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    println!(
+        "handle: {TASKS} concurrent requests served in {} drained call(s)",
+        counter.drains.load(Ordering::Relaxed)
+    );
+    assert_eq!(counter.requests.load(Ordering::Relaxed), TASKS);
+    Ok(())
+}
