@@ -168,7 +168,7 @@ impl Config {
             embed: EmbedSettings {
                 max_tokens: env.parse("FUZE_EMBED_MAX_TOKENS", 256)?,
                 max_batch_texts: env.parse("FUZE_EMBED_BATCH_TEXTS", 32)?,
-                batch_token_budget: env.parse("FUZE_EMBED_TOKEN_BUDGET", 8_192)?,
+                batch_token_budget: env.parse("FUZE_EMBED_TOKEN_BUDGET", 2_048)?,
                 max_text_chars: env.parse("FUZE_EMBED_MAX_TEXT_CHARS", 20_000)?,
             },
             ttl: TtlConfig {

@@ -23,7 +23,7 @@ impl Default for EmbedderConfig {
             model_dir: PathBuf::from("models/all-MiniLM-L6-v2"),
             max_tokens: 256,
             max_batch_texts: 32,
-            batch_token_budget: 8_192,
+            batch_token_budget: 2_048,
             max_text_chars: 20_000,
         }
     }

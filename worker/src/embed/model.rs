@@ -61,11 +61,13 @@ impl EmbeddingModel {
 
         let device = Device::Cpu;
         let weights_path = dir.join("model.safetensors");
-        // Read into memory rather than mmap: `from_mmaped_safetensors` is an `unsafe fn` and the
-        // workspace forbids unsafe code. The buffer is dropped once the weights are converted.
-        let weights = fs::read(&weights_path)
-            .with_context(|| format!("reading {}", weights_path.display()))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
+        ensure!(weights_path.is_file(), "missing {}", weights_path.display());
+        // SAFETY: the file is memory-mapped read-only; it must not be truncated or rewritten while
+        // mapped. Fuze never writes it, and scripts/setup.sh replaces the folder only when the
+        // checksum is wrong, which no running worker could have loaded. Mapping avoids holding a
+        // second copy of the weights in memory while the tensors are built.
+        #[allow(unsafe_code)]
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)? };
         let bert = BertModel::load(vb, &config)
             .with_context(|| format!("loading BERT weights from {}", weights_path.display()))?;
 
