@@ -60,13 +60,15 @@ impl WorkerProcess {
         let started = Instant::now();
         let url = format!("http://127.0.0.1:{}/readyz", self.metrics_port);
         loop {
-            if let Ok(res) = reqwest::get(&url).await
-                && res.status().is_success()
-            {
-                return;
-            }
+            // Exited first: then whoever answers on the port is not this worker.
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("worker exited with {status} before ready; log: {}", self.logs());
+            }
+            if let Ok(res) = reqwest::get(&url).await
+                && res.status().is_success()
+                && self.is_running()
+            {
+                return;
             }
             assert!(started.elapsed() < timeout, "worker not ready after {timeout:?}; log: {}", self.logs());
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -75,6 +77,11 @@ impl WorkerProcess {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the process is still running (it has not exited or been killed).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn logs(&self) -> String {

@@ -7,7 +7,10 @@ use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 use fuze_shared::{
     config::Config,
     db,
-    jobs::{JobQueues, QueueName, wake::{WakeHub, WakeOrInterval}},
+    jobs::{
+        JobQueues, QueueName,
+        wake::{WakeHub, WakeOrInterval},
+    },
     keys::Keys,
     metrics::Metrics,
     redis_conn,
@@ -28,9 +31,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let loading = Instant::now();
     let embed_cfg = settings::embedder(&config);
     let model = tokio::task::spawn_blocking(move || EmbeddingModel::load(&embed_cfg)).await??;
-    metrics.model_load_seconds.set(loading.elapsed().as_secs_f64());
-    tracing::info!(seconds = loading.elapsed().as_secs_f64(), model = model.model_id(), "model loaded");
-    let embedder = Embedder::start_with_observer(model, Arc::new(PromEmbedObserver::new(metrics.clone())));
+    metrics
+        .model_load_seconds
+        .set(loading.elapsed().as_secs_f64());
+    tracing::info!(
+        seconds = loading.elapsed().as_secs_f64(),
+        model = model.model_id(),
+        "model loaded"
+    );
+    let embedder =
+        Embedder::start_with_observer(model, Arc::new(PromEmbedObserver::new(metrics.clone())));
 
     let db = db::connect(&config).await?;
     let redis = redis_conn::connection_manager(&config.redis_url).await?;
@@ -38,14 +48,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let queues = JobQueues::new(redis.clone(), keys.clone(), config.worker.clone());
     let scraper = crate::scrape::Scraper::new(settings::scraper(&config))?;
     if config.scraper.allow_loopback {
-        tracing::warn!("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS is on: the scraper may reach loopback addresses");
+        tracing::warn!(
+            "FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS is on: the scraper may reach loopback addresses"
+        );
     }
 
     let hub = WakeHub::default();
-    tokio::spawn(hub.clone().run_subscriber(config.redis_url.clone(), keys.wake_channel()));
+    tokio::spawn(
+        hub.clone()
+            .run_subscriber(config.redis_url.clone(), keys.wake_channel()),
+    );
 
-    let metrics_port =
-        metrics_server::spawn(&config.worker.metrics_host, config.worker.metrics_port, metrics.clone())?;
+    let metrics_port = metrics_server::spawn(
+        &config.worker.metrics_host,
+        config.worker.metrics_port,
+        metrics.clone(),
+    )?;
     let ctx = Arc::new(JobContext {
         config: config.clone(),
         db,
@@ -94,7 +112,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 true
             }
         })
-        .with_terminator(tokio::time::sleep(config.worker.shutdown_timeout));
+        .with_terminator({
+            // Lazy: the deadline must start at the signal. `tokio::time::sleep(d)` fixes its deadline
+            // when created, so a worker up for longer than `d` dropped its in-flight jobs at once.
+            let timeout = config.worker.shutdown_timeout;
+            async move {
+                tokio::time::sleep(timeout).await;
+                tracing::warn!(?timeout, "shutdown timeout reached; abandoning in-flight jobs");
+            }
+        });
     monitor.run_with_signal(shutdown_signal()).await?;
     tracing::info!("worker stopped");
     Ok(())
