@@ -74,7 +74,8 @@ CREATE TABLE jobs (
     stage        text,
     state        text NOT NULL DEFAULT 'queued'
                  CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'retrying')),
-    attempts     integer NOT NULL DEFAULT 0,
+    attempts     integer NOT NULL DEFAULT 0,  -- runs of the current stage (the cap applies per stage)
+    total_attempts integer NOT NULL DEFAULT 0, -- runs of all stages
     max_attempts integer NOT NULL,
     error_code   text,
     error        text,

@@ -20,7 +20,11 @@ fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --bins` first (make test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first (make test does)",
+        path.display()
+    );
     path
 }
 
@@ -36,10 +40,14 @@ impl WorkerProcess {
         let mut vars = env.vars(overrides);
         vars.insert("FUZE_WORKER_METRICS_PORT".into(), port.clone());
         vars.insert("FUZE_CLOCK_METRICS_PORT".into(), port);
-        vars.entry("RUST_LOG".into()).or_insert_with(|| "info,fuze_worker=debug".into());
+        vars.entry("RUST_LOG".into())
+            .or_insert_with(|| "info,fuze_worker=debug".into());
         let log_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        let log = log_dir.join(format!("{}-{mode}-{metrics_port}.log", env.prefix.replace(':', "_")));
+        let log = log_dir.join(format!(
+            "{}-{mode}-{metrics_port}.log",
+            env.prefix.replace(':', "_")
+        ));
         let out = File::create(&log).expect("log file");
         let child = Command::new(binary("fuze-worker"))
             .arg(mode)
@@ -51,7 +59,11 @@ impl WorkerProcess {
             .stderr(out)
             .spawn()
             .expect("start fuze-worker");
-        let mut worker = Self { child, metrics_port, log };
+        let mut worker = Self {
+            child,
+            metrics_port,
+            log,
+        };
         worker.wait_ready(Duration::from_secs(60)).await;
         worker
     }
@@ -62,7 +74,10 @@ impl WorkerProcess {
         loop {
             // Exited first: then whoever answers on the port is not this worker.
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("worker exited with {status} before ready; log: {}", self.logs());
+                panic!(
+                    "worker exited with {status} before ready; log: {}",
+                    self.logs()
+                );
             }
             if let Ok(res) = reqwest::get(&url).await
                 && res.status().is_success()
@@ -70,7 +85,11 @@ impl WorkerProcess {
             {
                 return;
             }
-            assert!(started.elapsed() < timeout, "worker not ready after {timeout:?}; log: {}", self.logs());
+            assert!(
+                started.elapsed() < timeout,
+                "worker not ready after {timeout:?}; log: {}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -105,7 +124,10 @@ impl WorkerProcess {
 
     /// SIGTERM, as a process manager stops it.
     pub fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().expect("kill");
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
         assert!(status.success(), "kill -TERM failed");
     }
 

@@ -11,8 +11,16 @@ use serde_json::Value;
 
 fn worker_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let path = exe.parent().and_then(|d| d.parent()).expect("target dir").join("fuze-worker");
-    assert!(path.exists(), "{} is missing: run `cargo build --bins` first", path.display());
+    let path = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("fuze-worker");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first",
+        path.display()
+    );
     path
 }
 
@@ -25,7 +33,12 @@ fn run(args: &[&str], stdin: &str) -> (bool, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start fuze-worker");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
     let out = child.wait_with_output().expect("wait");
     (
         out.status.success(),
@@ -37,7 +50,9 @@ fn run(args: &[&str], stdin: &str) -> (bool, String, String) {
 fn fixtures() -> Vec<Value> {
     let dir = std::env::var("FUZE_FIXTURES_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+        });
     let path = dir.join("minilm_reference.jsonl");
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
@@ -53,7 +68,11 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("float")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("float"))
+        .collect()
 }
 
 #[test]
@@ -70,7 +89,10 @@ fn embed_command_matches_the_reference_embeddings() {
         .collect();
     let (ok, stdout, stderr) = run(&["embed"], &input);
     assert!(ok, "embed failed: {stderr}");
-    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert_eq!(lines.len(), rows.len(), "one output line per input line");
     for (row, line) in rows.iter().zip(&lines) {
         let ours = floats(&line["embedding"]);
@@ -95,7 +117,13 @@ fn extract_command_prints_what_the_scraper_stores() {
     let out: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
     assert_eq!(out["title"], "Extract me");
     assert_eq!(out["description"], "About Extract me");
-    assert_eq!(out["canonical_url"], "https://example.com/canonical/Extract%20me");
+    assert_eq!(
+        out["canonical_url"],
+        "https://example.com/canonical/Extract%20me"
+    );
     let text = out["text"].as_str().expect("text");
-    assert!(text.contains("work-stealing schedulers") && !text.contains("Copyright"), "{text}");
+    assert!(
+        text.contains("work-stealing schedulers") && !text.contains("Copyright"),
+        "{text}"
+    );
 }

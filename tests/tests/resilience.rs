@@ -412,6 +412,10 @@ async fn transient_errors_retry_with_backoff_then_succeed() {
     // the embed stage, so the finished job reports the embed stage's single attempt.
     assert_eq!(done["stage"], "embed", "{done}");
     assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(
+        done["total_attempts"], 4,
+        "three scrape runs and one embed run: {done}"
+    );
     assert_embedded(&api, &token, &bookmark_id).await;
 }
 
@@ -454,8 +458,10 @@ async fn permanent_errors_fail_at_once() {
 async fn attempts_are_capped() {
     let env = TestEnv::new().await;
     let pages = PageServer::start().await;
-    let api = TestApi::spawn(&env, &[]).await;
-    let _worker = WorkerProcess::spawn(&env, &[LOOPBACK_OK, ("FUZE_JOB_MAX_ATTEMPTS", "3")]).await;
+    // The cap is fixed when the job is created (by the api); the worker's own setting differs on
+    // purpose, to show the record's cap is the one that counts.
+    let api = TestApi::spawn(&env, &[("FUZE_JOB_MAX_ATTEMPTS", "3")]).await;
+    let _worker = WorkerProcess::spawn(&env, &[LOOPBACK_OK, ("FUZE_JOB_MAX_ATTEMPTS", "7")]).await;
     let (_, token) = env.user().await;
 
     let path = "/status/503";
@@ -465,6 +471,8 @@ async fn attempts_are_capped() {
         .await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["attempts"], 3, "{job}");
+    assert_eq!(job["max_attempts"], 3, "{job}");
+    assert_eq!(job["total_attempts"], 3, "{job}");
     assert_eq!(job["error"]["code"], "http_5xx", "{job}");
     let message = job["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("gave up after 3 attempts"), "{job}");
@@ -633,11 +641,9 @@ async fn idle_worker_picks_up_without_a_wakeup_message() {
     }
 }
 
-/// apalis-redis schedules in whole seconds and `TaskBuilder::run_after` rounds *down*, so a retry
-/// pushed by `JobQueues::push(.., Some(delay))` is due up to 1 s before the `next_attempt_at` its
-/// job record promises (a backoff under 1 s is no backoff at all; jitter collapses to whole seconds).
+/// apalis-redis schedules in whole seconds and `TaskBuilder::run_after` rounds *down*; Fuze rounds
+/// up, so a retry is never due before the `next_attempt_at` its job record promises.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug in shared/src/jobs/queue.rs push(): run_after is rounded down to whole seconds"]
 async fn a_delayed_task_is_never_due_before_its_delay() {
     let env = TestEnv::new().await;
     let queues = queues(&env, &[]).await;

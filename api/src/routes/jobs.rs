@@ -30,7 +30,10 @@ pub struct JobView {
     /// Which step of the job runs now: `scrape`, then `embed`.
     pub stage: Option<String>,
     pub state: JobState,
+    /// Runs of the current stage; `max_attempts` caps each stage.
     pub attempts: i32,
+    /// Runs of all stages so far.
+    pub total_attempts: i32,
     pub max_attempts: i32,
     pub error: Option<JobError>,
     pub bookmark_id: Option<Uuid>,
@@ -56,6 +59,7 @@ impl JobView {
             stage: job.stage,
             state: job.state,
             attempts: job.attempts,
+            total_attempts: job.total_attempts,
             max_attempts: job.max_attempts,
             error,
             bookmark_id: job.bookmark_id,

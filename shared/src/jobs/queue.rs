@@ -1,6 +1,6 @@
 //! The job queues on apalis-redis, with the configuration that works around its 1.0 sharp edges.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use apalis::prelude::{BackendExt, TaskBuilder, TaskId, TaskSink};
@@ -116,7 +116,7 @@ impl JobQueues {
             .map_err(|e| anyhow::anyhow!("bad task id {task_id}: {e:?}"))?;
         let mut builder = TaskBuilder::new(RawPayload(bytes)).task_id(id);
         if let Some(delay) = run_after {
-            builder = builder.run_after(delay);
+            builder = builder.run_at_timestamp(due_second(SystemTime::now() + delay));
         }
         let mut storage = self.storage(queue);
         storage
@@ -135,6 +135,13 @@ impl JobQueues {
             tracing::warn!(error = %e, "failed to publish worker wake-up");
         }
     }
+}
+
+/// apalis-redis schedules in whole seconds and `run_after` rounds down, which would run a task up to
+/// a second early; round up instead, so a retry never comes before the time its record promises.
+fn due_second(at: SystemTime) -> u64 {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    since.as_secs() + u64::from(since.subsec_nanos() > 0)
 }
 
 /// A fresh job/task id (ULID: sortable, unique across processes).

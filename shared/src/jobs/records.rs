@@ -18,6 +18,7 @@ pub struct JobRecord {
     pub stage: Option<String>,
     pub state: JobState,
     pub attempts: i32,
+    pub total_attempts: i32,
     pub max_attempts: i32,
     pub error_code: Option<String>,
     pub error: Option<String>,
@@ -31,7 +32,7 @@ pub struct JobRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, user_id, kind, stage, state, attempts, max_attempts, error_code, error, \
+const COLUMNS: &str = "id, user_id, kind, stage, state, attempts, total_attempts, max_attempts, error_code, error, \
      bookmark_id, task_id, run_after, created_at, updated_at, started_at, finished_at";
 
 /// A new queued job whose first apalis task id equals the job id.
@@ -103,7 +104,7 @@ pub async fn claim(
     stage: &str,
 ) -> sqlx::Result<Option<Claimed>> {
     let row: Option<ClaimRow> = sqlx::query_as(&format!(
-        "UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, updated_at = now(), \
+        "UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, total_attempts = jobs.total_attempts + 1, updated_at = now(), \
            run_after = NULL, started_at = COALESCE(jobs.started_at, clock_timestamp()) \
          FROM (SELECT id, COALESCE(run_after, updated_at) AS ready_at FROM jobs WHERE id = $1) AS before \
          WHERE jobs.id = before.id AND jobs.task_id = $2 AND jobs.stage = $3 \

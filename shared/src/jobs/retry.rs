@@ -6,15 +6,15 @@ use rand::Rng;
 
 use crate::config::JobsConfig;
 
-/// What to do after a transient failure of attempt number `attempt` (1-based).
+/// What to do after a transient failure of attempt number `attempt` (1-based) of at most `max_attempts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryDecision {
     RetryAfter(Duration),
     GiveUp,
 }
 
-pub fn after_failure(cfg: &JobsConfig, attempt: u32) -> RetryDecision {
-    if attempt >= cfg.max_attempts {
+pub fn after_failure(cfg: &JobsConfig, attempt: u32, max_attempts: u32) -> RetryDecision {
+    if attempt >= max_attempts {
         return RetryDecision::GiveUp;
     }
     let exp = cfg
@@ -40,14 +40,15 @@ mod tests {
 
     #[test]
     fn backs_off_exponentially_up_to_the_cap_then_gives_up() {
-        let delay = |n| match after_failure(&cfg(), n) {
+        let delay = |n| match after_failure(&cfg(), n, 4) {
             RetryDecision::RetryAfter(d) => d,
             RetryDecision::GiveUp => panic!("attempt {n} should retry"),
         };
         assert!(delay(1) >= Duration::from_secs(2) && delay(1) < Duration::from_millis(2400));
         assert!(delay(2) >= Duration::from_secs(4) && delay(2) < Duration::from_millis(4800));
         assert!(delay(3) >= Duration::from_secs(5) && delay(3) <= Duration::from_secs(6));
-        assert_eq!(after_failure(&cfg(), 4), RetryDecision::GiveUp);
-        assert_eq!(after_failure(&cfg(), 9), RetryDecision::GiveUp);
+        assert_eq!(after_failure(&cfg(), 4, 4), RetryDecision::GiveUp);
+        assert_eq!(after_failure(&cfg(), 9, 4), RetryDecision::GiveUp);
+        assert_eq!(after_failure(&cfg(), 1, 1), RetryDecision::GiveUp);
     }
 }

@@ -67,7 +67,8 @@ impl EmbeddingModel {
         // checksum is wrong, which no running worker could have loaded. Mapping avoids holding a
         // second copy of the weights in memory while the tensors are built.
         #[allow(unsafe_code)]
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)? };
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)? };
         let bert = BertModel::load(vb, &config)
             .with_context(|| format!("loading BERT weights from {}", weights_path.display()))?;
 

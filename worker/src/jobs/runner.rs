@@ -88,6 +88,8 @@ where
         .with_label_values(&[q])
         .observe(claimed.queue_wait_s);
     let attempt = u32::try_from(claimed.record.attempts).unwrap_or(u32::MAX);
+    // The cap the job was created with, even if the worker's own setting differs.
+    let max_attempts = u32::try_from(claimed.record.max_attempts).unwrap_or(1);
     tracing::info!(queue = q, job = job.job_id(), attempt, "job started");
 
     let started = Instant::now();
@@ -111,7 +113,7 @@ where
 
     let outcome_label = match outcome {
         Ok(()) => "succeeded",
-        Err(failure) => settle_failure(ctx, queue, &job, attempt, failure).await?,
+        Err(failure) => settle_failure(ctx, queue, &job, attempt, max_attempts, failure).await?,
     };
     metrics
         .jobs_finished
@@ -146,12 +148,13 @@ async fn settle_failure<P: JobPayload>(
     queue: QueueName,
     job: &P,
     attempt: u32,
+    max_attempts: u32,
     failure: Failure,
 ) -> Result<&'static str, BoxDynError> {
     let (code, message, retry_in) = match failure {
         Failure::Permanent { code, message } => (code, message, None),
         Failure::Transient { code, message } => {
-            match retry::after_failure(&ctx.config.jobs, attempt) {
+            match retry::after_failure(&ctx.config.jobs, attempt, max_attempts) {
                 RetryDecision::RetryAfter(delay) => (code, message, Some(delay)),
                 RetryDecision::GiveUp => (
                     code,
@@ -166,8 +169,11 @@ async fn settle_failure<P: JobPayload>(
         tracing::warn!(queue = queue.as_str(), job = job.job_id(), attempt, code, %message, ?delay, "job will retry");
         return Ok("retried");
     }
-    records::fail(&ctx.db, job.job_id(), code, &message).await?;
-    bookmarks::mark_failed(&ctx.db, job.user_id(), job.bookmark_id(), &message).await?;
+    // One transaction: a poller never sees a failed job with a pending bookmark.
+    let mut tx = ctx.db.begin().await?;
+    bookmarks::mark_failed(&mut *tx, job.user_id(), job.bookmark_id(), &message).await?;
+    records::fail(&mut *tx, job.job_id(), code, &message).await?;
+    tx.commit().await?;
     ctx.bookmarks_changed(job.user_id()).await;
     tracing::warn!(queue = queue.as_str(), job = job.job_id(), attempt, code, %message, "job failed");
     Ok("failed")
