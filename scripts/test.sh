@@ -14,4 +14,11 @@ done
 redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}" --scan --pattern 'fuzetest:*' | xargs -r -n 500 redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}" del >/dev/null
 # The end-to-end tests start the real fuze-api and fuze-worker binaries.
 cargo build --bins
-cargo test --workspace --no-fail-fast -- --test-threads="${FUZE_TEST_THREADS:-4}"
+log=$(mktemp)
+status=0
+cargo test --workspace --lib --bins --tests --no-fail-fast -- --test-threads="${FUZE_TEST_THREADS:-4}" 2>&1 \
+  | tee "$log" || status=$?
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\nsummary: %d passed, %d failed, %d skipped\n", p, f, i }' "$log"
+rm -f "$log"
+exit "$status"
