@@ -100,7 +100,7 @@ async fn the_same_url_saved_by_two_users_is_fetched_once_and_both_get_embeddings
     let env = TestEnv::new().await;
     let pages = PageServer::start().await;
     let api = TestApi::spawn(&env, &[]).await;
-    let _worker = WorkerProcess::spawn(&env, &[LOOPBACK_OK]).await;
+    let worker = WorkerProcess::spawn(&env, &[LOOPBACK_OK]).await;
     let (_, alice) = env.user().await;
     let (_, bob) = env.user().await;
     let url = pages.url("/page/shared");
@@ -141,6 +141,11 @@ async fn the_same_url_saved_by_two_users_is_fetched_once_and_both_get_embeddings
             .await
             .expect("count");
     assert_eq!(ready, 2);
+    let metrics = worker.metrics().await;
+    assert!(
+        metrics.contains("fuze_embed_cache_requests_total{result=\"hit\"} 1"),
+        "the same text was embedded once:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,27 +54,10 @@ pub async fn requeue_stale(
         if known {
             continue; // apalis still has it: waiting, scheduled or in flight (orphans are its job)
         }
+        // Take the job over first (only if nobody moved it on meanwhile), then push: a task must
+        // never arrive before its record names it. If the push fails, the next pass retries it.
         let task = new_task_id();
-        match queue {
-            QueueName::Scrape => {
-                let payload = ScrapeJob {
-                    job_id: job.id.clone(),
-                    user_id: job.user_id,
-                    bookmark_id: job.bookmark_id,
-                };
-                queues.push(queue, &task, &payload, None).await?;
-            }
-            QueueName::Embed => {
-                let payload = EmbedJob {
-                    job_id: job.id.clone(),
-                    user_id: job.user_id,
-                    bookmark_id: job.bookmark_id,
-                };
-                queues.push(queue, &task, &payload, None).await?;
-            }
-        }
-        // Only if nobody moved the job on meanwhile; otherwise the pushed task is skipped as stale.
-        let moved = sqlx::query(
+        let taken = sqlx::query(
             "UPDATE jobs SET task_id = $3, state = 'queued', run_after = NULL, updated_at = now() \
              WHERE id = $1 AND task_id = $2 AND state IN ('queued', 'retrying', 'running')",
         )
@@ -83,7 +66,41 @@ pub async fn requeue_stale(
         .bind(&task)
         .execute(db)
         .await?;
-        requeued += usize::from(moved.rows_affected() > 0);
+        if taken.rows_affected() == 0 {
+            continue;
+        }
+        let (user_id, bookmark_id, job_id) = (job.user_id, job.bookmark_id, job.id.clone());
+        match queue {
+            QueueName::Scrape => {
+                queues
+                    .push(
+                        queue,
+                        &task,
+                        &ScrapeJob {
+                            job_id,
+                            user_id,
+                            bookmark_id,
+                        },
+                        None,
+                    )
+                    .await?;
+            }
+            QueueName::Embed => {
+                queues
+                    .push(
+                        queue,
+                        &task,
+                        &EmbedJob {
+                            job_id,
+                            user_id,
+                            bookmark_id,
+                        },
+                        None,
+                    )
+                    .await?;
+            }
+        }
+        requeued += 1;
     }
     Ok(requeued)
 }
