@@ -12,13 +12,12 @@ pub struct Config {
     pub redis_url: String,
     /// Prefix of every Redis key and channel Fuze writes (tests use one per test).
     pub redis_prefix: String,
-    pub model_dir: PathBuf,
     pub api: ApiConfig,
     pub db: DbConfig,
     pub jobs: JobsConfig,
     pub worker: WorkerConfig,
-    pub scraper: ScraperSettings,
-    pub embed: EmbedSettings,
+    pub scraper: ScraperConfig,
+    pub embed: EmbedderConfig,
     pub ttl: TtlConfig,
     pub clock: ClockConfig,
 }
@@ -72,24 +71,61 @@ pub struct WorkerConfig {
     pub shutdown_timeout: Duration,
 }
 
-/// Scraper limits (the worker maps these onto its scraper).
+/// Limits for one fetch. The defaults suit the production worker; tests shrink them.
 #[derive(Debug, Clone)]
-pub struct ScraperSettings {
+pub struct ScraperConfig {
+    /// TCP (and TLS) connect limit per hop.
     pub connect_timeout: Duration,
+    /// Limit for the whole fetch: every redirect hop plus reading the body.
     pub total_timeout: Duration,
+    /// Redirects followed before giving up with `TooManyRedirects`.
     pub max_redirects: usize,
+    /// Largest body accepted, counted after content decoding (so gzip bombs stop too).
     pub max_body_bytes: usize,
-    /// Test-only: lets the scraper reach loopback addresses. Off by default.
+    /// TEST-ONLY: lets 127.0.0.0/8 and ::1 through the SSRF guard so tests can use a local
+    /// server. Lifts nothing else (not even IPv4-mapped loopback). Never set in production.
     pub allow_loopback: bool,
     pub user_agent: String,
 }
 
+impl Default for ScraperConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            total_timeout: Duration::from_secs(15),
+            max_redirects: 5,
+            max_body_bytes: 5 * 1024 * 1024,
+            allow_loopback: false,
+            user_agent: "FuzeBot/0.1 (+bookmark fetcher)".to_owned(),
+        }
+    }
+}
+
+/// Settings for the embedder: the model folder and per-pass limits.
 #[derive(Debug, Clone)]
-pub struct EmbedSettings {
+pub struct EmbedderConfig {
+    /// Directory holding `config.json`, `model.safetensors` and `tokenizer.json`.
+    pub model_dir: PathBuf,
+    /// Truncation in word pieces, including `[CLS]` and `[SEP]`.
     pub max_tokens: usize,
+    /// Most texts in one forward pass.
     pub max_batch_texts: usize,
+    /// Most padded tokens (texts x longest text) in one forward pass.
     pub batch_token_budget: usize,
+    /// Inputs are cut to this many chars before tokenizing, so huge pages cannot stall the tokenizer.
     pub max_text_chars: usize,
+}
+
+impl Default for EmbedderConfig {
+    fn default() -> Self {
+        Self {
+            model_dir: PathBuf::from("models/all-MiniLM-L6-v2"),
+            max_tokens: 256,
+            max_batch_texts: 32,
+            batch_token_budget: 2_048,
+            max_text_chars: 20_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +156,6 @@ impl Config {
             database_url: env.string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fuze"),
             redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379"),
             redis_prefix: env.string("FUZE_REDIS_PREFIX", "fuze"),
-            model_dir: PathBuf::from(env.string("FUZE_MODEL_DIR", "models/all-MiniLM-L6-v2")),
             api: ApiConfig {
                 host: env.string("FUZE_API_HOST", "127.0.0.1"),
                 port: env.parse("FUZE_API_PORT", 8080)?,
@@ -157,19 +192,29 @@ impl Config {
                 job_timeout: env.millis("FUZE_JOB_TIMEOUT_MS", 60_000)?,
                 shutdown_timeout: env.millis("FUZE_WORKER_SHUTDOWN_TIMEOUT_MS", 20_000)?,
             },
-            scraper: ScraperSettings {
-                connect_timeout: env.millis("FUZE_SCRAPE_CONNECT_TIMEOUT_MS", 5_000)?,
-                total_timeout: env.millis("FUZE_SCRAPE_TIMEOUT_MS", 15_000)?,
-                max_redirects: env.parse("FUZE_SCRAPE_MAX_REDIRECTS", 5)?,
-                max_body_bytes: env.parse("FUZE_SCRAPE_MAX_BYTES", 5 * 1024 * 1024)?,
-                allow_loopback: env.parse("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", false)?,
-                user_agent: env.string("FUZE_SCRAPE_USER_AGENT", "FuzeBot/0.1 (+bookmark fetcher)"),
+            scraper: {
+                let d = ScraperConfig::default();
+                ScraperConfig {
+                    connect_timeout: env
+                        .millis("FUZE_SCRAPE_CONNECT_TIMEOUT_MS", d.connect_timeout)?,
+                    total_timeout: env.millis("FUZE_SCRAPE_TIMEOUT_MS", d.total_timeout)?,
+                    max_redirects: env.parse("FUZE_SCRAPE_MAX_REDIRECTS", d.max_redirects)?,
+                    max_body_bytes: env.parse("FUZE_SCRAPE_MAX_BYTES", d.max_body_bytes)?,
+                    allow_loopback: env
+                        .parse("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", d.allow_loopback)?,
+                    user_agent: env.string("FUZE_SCRAPE_USER_AGENT", &d.user_agent),
+                }
             },
-            embed: EmbedSettings {
-                max_tokens: env.parse("FUZE_EMBED_MAX_TOKENS", 256)?,
-                max_batch_texts: env.parse("FUZE_EMBED_BATCH_TEXTS", 32)?,
-                batch_token_budget: env.parse("FUZE_EMBED_TOKEN_BUDGET", 2_048)?,
-                max_text_chars: env.parse("FUZE_EMBED_MAX_TEXT_CHARS", 20_000)?,
+            embed: {
+                let d = EmbedderConfig::default();
+                EmbedderConfig {
+                    model_dir: env.parse("FUZE_MODEL_DIR", d.model_dir)?,
+                    max_tokens: env.parse("FUZE_EMBED_MAX_TOKENS", d.max_tokens)?,
+                    max_batch_texts: env.parse("FUZE_EMBED_BATCH_TEXTS", d.max_batch_texts)?,
+                    batch_token_budget: env
+                        .parse("FUZE_EMBED_TOKEN_BUDGET", d.batch_token_budget)?,
+                    max_text_chars: env.parse("FUZE_EMBED_MAX_TEXT_CHARS", d.max_text_chars)?,
+                }
             },
             ttl: TtlConfig {
                 scraped: env.secs("FUZE_TTL_SCRAPED_S", 3_600)?,
@@ -180,6 +225,21 @@ impl Config {
                 stale_after: env.secs("FUZE_CLOCK_STALE_AFTER_S", 60)?,
             },
         })
+    }
+}
+
+/// A default for a millisecond variable, given as a number or a `Duration`.
+struct Millis(u64);
+
+impl From<u64> for Millis {
+    fn from(ms: u64) -> Self {
+        Self(ms)
+    }
+}
+
+impl From<Duration> for Millis {
+    fn from(d: Duration) -> Self {
+        Self(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 }
 
@@ -204,7 +264,8 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         }
     }
 
-    fn millis(&self, name: &str, default_ms: u64) -> anyhow::Result<Duration> {
+    fn millis(&self, name: &str, default: impl Into<Millis>) -> anyhow::Result<Duration> {
+        let default_ms = default.into().0;
         self.parse(name, default_ms).map(Duration::from_millis)
     }
 

@@ -8,7 +8,7 @@ use fuze_shared::config::Config;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{embed::EmbeddingModel, scrape, settings};
+use crate::{embed::EmbeddingModel, scrape};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,7 +19,7 @@ struct EmbedInput {
 /// Reads `{"text": ...}` lines from stdin and prints `{"embedding": [...]}` lines, in order.
 /// Lines are embedded in chunks so a long input streams instead of waiting for EOF.
 pub fn embed(config: &Config) -> anyhow::Result<()> {
-    let model = EmbeddingModel::load(&settings::embedder(config))?;
+    let model = EmbeddingModel::load(&config.embed)?;
     let stdin = std::io::stdin().lock();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut pending: Vec<String> = Vec::new();

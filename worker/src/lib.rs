@@ -17,4 +17,3 @@ pub mod observe;
 pub mod reconcile;
 pub mod runtime;
 pub mod scrape;
-pub mod settings;

@@ -21,7 +21,6 @@ use crate::{
     embed::{Embedder, EmbeddingModel},
     jobs, metrics_server,
     observe::PromEmbedObserver,
-    settings,
 };
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -29,7 +28,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new(&queue_names)?;
 
     let loading = Instant::now();
-    let embed_cfg = settings::embedder(&config);
+    let embed_cfg = config.embed.clone();
     let model = tokio::task::spawn_blocking(move || EmbeddingModel::load(&embed_cfg)).await??;
     metrics
         .model_load_seconds
@@ -46,7 +45,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let redis = redis_conn::connection_manager(&config.redis_url).await?;
     let keys = Keys::new(config.redis_prefix.clone());
     let queues = JobQueues::new(redis.clone(), keys.clone(), config.worker.clone());
-    let scraper = crate::scrape::Scraper::new(settings::scraper(&config))?;
+    let scraper = crate::scrape::Scraper::new(config.scraper.clone())?;
     if config.scraper.allow_loopback {
         tracing::warn!(
             "FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS is on: the scraper may reach loopback addresses"

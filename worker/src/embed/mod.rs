@@ -5,14 +5,13 @@
 //!   coalesces concurrent requests into shared forward passes.
 //! - [`EmbedObserver`]: metrics hook called once per forward pass.
 
-mod config;
 mod handle;
 mod model;
 mod observer;
 mod plan;
 mod pooling;
 
-pub use config::EmbedderConfig;
+pub use fuze_shared::config::EmbedderConfig;
 pub use handle::Embedder;
 pub use model::EmbeddingModel;
 pub use observer::{EmbedObserver, NoopObserver};

@@ -10,7 +10,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use super::config::EmbedderConfig;
+use super::EmbedderConfig;
 use super::observer::{EmbedObserver, NoopObserver};
 use super::plan::{cut_batches, order_by_length, restore_order};
 use super::pooling::mean_pool_normalize;

@@ -10,14 +10,13 @@
 //! redirects, status), `body` (content type, capped read, charset), `extract`, `error`.
 
 mod body;
-mod config;
 mod error;
 mod extract;
 mod fetch;
 mod guard;
 mod resolve;
 
-pub use config::ScraperConfig;
 pub use error::ScrapeError;
 pub use extract::{ExtractedPage, extract};
 pub use fetch::{FetchedPage, Scraper};
+pub use fuze_shared::config::ScraperConfig;
