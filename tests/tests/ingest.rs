@@ -13,6 +13,20 @@ async fn a_saved_link_is_scraped_embedded_and_stored() {
     let api = TestApi::spawn(&env, &[]).await;
     let _worker = WorkerProcess::spawn(&env, &[LOOPBACK_OK]).await;
     let (_, token) = env.user().await;
+    let ready: serde_json::Value = api
+        .http
+        .get(api.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        ready["workers"],
+        serde_json::json!({"scrape": 1, "embed": 1}),
+        "{ready}"
+    );
 
     let url = pages.url("/page/Rust%20runtimes?utm_source=newsletter#intro");
     let (status, saved) = api.save(&token, &url).await;

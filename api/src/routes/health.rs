@@ -1,6 +1,7 @@
 //! `/healthz` (alive), `/readyz` (Postgres and Redis reachable), `/metrics`.
 
 use actix_web::{HttpResponse, web};
+use fuze_shared::jobs::QueueName;
 use serde_json::json;
 
 use crate::state::AppState;
@@ -15,6 +16,8 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
+/// Ready when Postgres and Redis answer. Live workers per queue are reported for operators but do
+/// not gate readiness: the api still serves reads while no worker runs.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = sqlx::query("SELECT 1").execute(&state.db).await.is_ok();
     let mut conn = state.redis.clone();
@@ -22,7 +25,12 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .query_async::<String>(&mut conn)
         .await
         .is_ok();
-    let body = json!({ "postgres": db, "redis": redis });
+    let mut workers = serde_json::Map::new();
+    for queue in QueueName::ALL {
+        let live = state.queues.live_workers(queue).await.ok();
+        workers.insert(queue.as_str().to_owned(), json!(live));
+    }
+    let body = json!({ "postgres": db, "redis": redis, "workers": workers });
     if db && redis {
         HttpResponse::Ok().json(body)
     } else {

@@ -126,6 +126,19 @@ impl JobQueues {
         Ok(())
     }
 
+    /// Workers of `queue` whose last heartbeat is recent enough that their jobs are still theirs.
+    pub async fn live_workers(&self, queue: QueueName) -> redis::RedisResult<u64> {
+        let config = self.apalis_config(queue);
+        let window = config.orphaned_duration().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut conn = self.conn.clone();
+        conn.zcount(config.workers_set(), now.saturating_sub(window), "+inf")
+            .await
+    }
+
     /// Best effort: a lost wake-up only costs the workers' poll interval.
     async fn wake(&self, queue: QueueName) {
         let mut conn = self.conn.clone();
