@@ -33,6 +33,10 @@ pub struct ApiConfig {
     pub max_url_len: usize,
     pub max_title_chars: usize,
     pub max_notes_chars: usize,
+    pub max_project_name_chars: usize,
+    /// Longest project or task description.
+    pub max_description_chars: usize,
+    pub max_task_title_chars: usize,
     pub page_size_default: u32,
     pub page_size_max: u32,
     /// Suggested delay between two polls of a job that is not finished.
@@ -165,6 +169,9 @@ impl Config {
                 max_url_len: env.parse("FUZE_MAX_URL_LENGTH", 2048)?,
                 max_title_chars: env.parse("FUZE_MAX_TITLE_CHARS", 500)?,
                 max_notes_chars: env.parse("FUZE_MAX_NOTES_CHARS", 10_000)?,
+                max_project_name_chars: env.parse("FUZE_MAX_PROJECT_NAME_CHARS", 200)?,
+                max_description_chars: env.parse("FUZE_MAX_DESCRIPTION_CHARS", 5_000)?,
+                max_task_title_chars: env.parse("FUZE_MAX_TASK_TITLE_CHARS", 500)?,
                 page_size_default: env.parse("FUZE_PAGE_SIZE_DEFAULT", 20)?,
                 page_size_max: env.parse("FUZE_PAGE_SIZE_MAX", 100)?,
                 job_poll_interval: env.millis("FUZE_JOB_POLL_INTERVAL_MS", 500)?,
@@ -292,6 +299,9 @@ mod tests {
         let cfg = config_from(&[]).expect("defaults parse");
         assert_eq!(cfg.api.max_body_bytes, 65_536);
         assert_eq!(cfg.api.max_url_len, 2048);
+        assert_eq!(cfg.api.max_project_name_chars, 200);
+        assert_eq!(cfg.api.max_description_chars, 5_000);
+        assert_eq!(cfg.api.max_task_title_chars, 500);
         assert_eq!(cfg.scraper.total_timeout, Duration::from_secs(15));
         assert_eq!(cfg.scraper.max_redirects, 5);
         assert!(!cfg.scraper.allow_loopback);

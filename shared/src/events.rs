@@ -9,6 +9,8 @@ use uuid::Uuid;
 pub enum Event {
     /// Anything in this user's bookmarks changed (saved, scraped, embedded, edited, deleted).
     BookmarksChanged { user_id: Uuid },
+    /// This project of this user or one of its tasks changed (created, edited, deleted).
+    ProjectChanged { user_id: Uuid, project_id: Uuid },
 }
 
 /// Publishes an event. Best effort: a lost event is bounded by the cache TTLs, so a write never

@@ -4,6 +4,7 @@
 //! - [`domain`]: validated domain types (URLs, job states)
 //! - [`auth`]: users and bearer tokens
 //! - [`db`], [`bookmarks`]: PostgreSQL pool, migrations, bookmark storage
+//! - [`projects`]: project and task storage
 //! - [`redis_conn`], [`keys`]: Redis connections and key names
 //! - [`jobs`]: job payloads, queues, status records, retries, wake-ups
 //! - [`events`]: cache invalidation events
@@ -19,5 +20,6 @@ pub mod events;
 pub mod jobs;
 pub mod keys;
 pub mod metrics;
+pub mod projects;
 pub mod redis_conn;
 pub mod telemetry;

@@ -4,6 +4,7 @@ mod admin;
 mod bookmarks;
 mod health;
 mod jobs;
+mod projects;
 
 use actix_web::{middleware::from_fn, web};
 
@@ -15,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(authenticate))
             .configure(bookmarks::configure)
             .configure(jobs::configure)
+            .configure(projects::configure)
             .configure(admin::configure),
     )
     .configure(health::configure);

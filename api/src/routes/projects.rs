@@ -1,0 +1,372 @@
+//! `/api/v1/projects` and `/api/v1/projects/{id}/tasks`: create, list, get, edit, delete.
+//! A project that is not the caller's is 404 on every route, its tasks included.
+
+use actix_web::{HttpResponse, web};
+use fuze_shared::{
+    config::ApiConfig,
+    domain::bounded_text,
+    events::{self, Event},
+    projects::{self, Cursor, Project, ProjectChanges, Task, TaskChanges},
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use uuid::Uuid;
+
+use crate::{auth::AuthUser, error::ApiError, state::AppState};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/projects")
+            .post(create_project)
+            .get(list_projects),
+    )
+    .service(
+        web::resource("/projects/{id}")
+            .get(get_project)
+            .patch(edit_project)
+            .delete(remove_project),
+    )
+    .service(
+        web::resource("/projects/{id}/tasks")
+            .post(create_task)
+            .get(list_tasks),
+    )
+    .service(
+        web::resource("/projects/{id}/tasks/{task_id}")
+            .get(get_task)
+            .patch(edit_task)
+            .delete(remove_task),
+    );
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::unprocessable("invalid_field", message)
+}
+
+/// Trimmed, bounded and not empty.
+fn required_text(field: &'static str, raw: &str, max: usize) -> Result<String, ApiError> {
+    let text = bounded_text(field, raw, max).map_err(invalid)?;
+    if text.is_empty() {
+        return Err(invalid(format!("{field} must not be empty")));
+    }
+    Ok(text)
+}
+
+/// Trimmed and bounded; empty means none.
+fn optional_text(
+    field: &'static str,
+    raw: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    raw.map(|t| bounded_text(field, t, max))
+        .transpose()
+        .map(|t| t.filter(|s| !s.is_empty()))
+        .map_err(invalid)
+}
+
+/// PATCH fields: absent is `None`, `null` is `Some(None)`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A PATCH of a field that cannot be cleared: `null` is refused.
+fn not_null<T>(field: &'static str, v: Option<Option<T>>) -> Result<Option<T>, ApiError> {
+    match v {
+        Some(None) => Err(invalid(format!("{field} cannot be null"))),
+        Some(Some(v)) => Ok(Some(v)),
+        None => Ok(None),
+    }
+}
+
+/// A PATCH of an optional text field: validated when set, `Some(None)` clears it.
+fn patch_optional_text(
+    field: &'static str,
+    v: Option<Option<String>>,
+    max: usize,
+) -> Result<Option<Option<String>>, ApiError> {
+    v.map(|inner| optional_text(field, inner.as_deref(), max))
+        .transpose()
+}
+
+async fn publish_change(state: &AppState, user_id: Uuid, project_id: Uuid) {
+    let mut conn = state.redis.clone();
+    events::publish(
+        &mut conn,
+        &state.keys.events_channel(),
+        &Event::ProjectChanged {
+            user_id,
+            project_id,
+        },
+    )
+    .await;
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+impl ListQuery {
+    /// The page size and position, checked as for bookmarks (400 when invalid).
+    fn page(&self, limits: &ApiConfig) -> Result<(u32, Option<Cursor>), ApiError> {
+        let limit = self.limit.unwrap_or(limits.page_size_default);
+        if limit == 0 || limit > limits.page_size_max {
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("limit must be between 1 and {}", limits.page_size_max),
+            ));
+        }
+        let after = self
+            .cursor
+            .as_deref()
+            .map(|raw| {
+                Cursor::decode(raw)
+                    .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
+            })
+            .transpose()?;
+        Ok((limit, after))
+    }
+}
+
+#[derive(Serialize)]
+struct Page<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A full page may have a successor: its last item is the next cursor.
+    fn new(items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> Cursor) -> Self {
+        let next_cursor = (items.len() == limit as usize)
+            .then(|| items.last().map(|last| cursor(last).encode()))
+            .flatten();
+        Self { items, next_cursor }
+    }
+}
+
+// ---- projects ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProject {
+    name: String,
+    description: Option<String>,
+}
+
+async fn create_project(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: web::Json<CreateProject>,
+) -> Result<HttpResponse, ApiError> {
+    let limits = &state.config.api;
+    let name = required_text("name", &body.name, limits.max_project_name_chars)?;
+    let description = optional_text(
+        "description",
+        body.description.as_deref(),
+        limits.max_description_chars,
+    )?;
+    let project =
+        projects::create_project(&state.db, user.0, &name, description.as_deref()).await?;
+    publish_change(&state, user.0, project.id).await;
+    Ok(HttpResponse::Created().json(project))
+}
+
+/// Newest first, keyset-paginated: `next_cursor` fetches the following page.
+async fn list_projects(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, after) = query.page(&state.config.api)?;
+    let items = projects::list_projects(&state.db, user.0, after, limit).await?;
+    Ok(HttpResponse::Ok().json(Page::new(items, limit, Project::cursor)))
+}
+
+async fn get_project(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let project = projects::get_project(&state.db, user.0, *id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(project))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditProject {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+}
+
+async fn edit_project(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    body: web::Json<EditProject>,
+) -> Result<HttpResponse, ApiError> {
+    let limits = &state.config.api;
+    let body = body.into_inner();
+    let changes = ProjectChanges {
+        name: not_null("name", body.name)?
+            .map(|n| required_text("name", &n, limits.max_project_name_chars))
+            .transpose()?,
+        description: patch_optional_text(
+            "description",
+            body.description,
+            limits.max_description_chars,
+        )?,
+    };
+    if changes.is_empty() {
+        return Err(ApiError::unprocessable(
+            "empty_patch",
+            "nothing to change: send name and/or description",
+        ));
+    }
+    let project = projects::update_project(&state.db, user.0, *id, &changes)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    publish_change(&state, user.0, project.id).await;
+    Ok(HttpResponse::Ok().json(project))
+}
+
+/// Deletes the project with all its tasks.
+async fn remove_project(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    if !projects::delete_project(&state.db, user.0, *id).await? {
+        return Err(ApiError::NotFound);
+    }
+    publish_change(&state, user.0, *id).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- tasks ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTask {
+    title: String,
+    description: Option<String>,
+    #[serde(default)]
+    done: bool,
+}
+
+async fn create_task(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    project_id: web::Path<Uuid>,
+    body: web::Json<CreateTask>,
+) -> Result<HttpResponse, ApiError> {
+    let limits = &state.config.api;
+    let title = required_text("title", &body.title, limits.max_task_title_chars)?;
+    let description = optional_text(
+        "description",
+        body.description.as_deref(),
+        limits.max_description_chars,
+    )?;
+    let task = projects::create_task(
+        &state.db,
+        user.0,
+        *project_id,
+        &title,
+        description.as_deref(),
+        body.done,
+    )
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    publish_change(&state, user.0, task.project_id).await;
+    Ok(HttpResponse::Created().json(task))
+}
+
+/// Newest first, keyset-paginated: `next_cursor` fetches the following page.
+async fn list_tasks(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    project_id: web::Path<Uuid>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, after) = query.page(&state.config.api)?;
+    let mut conn = state.db.acquire().await?;
+    let items = projects::list_tasks(&mut conn, user.0, *project_id, after, limit)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(Page::new(items, limit, Task::cursor)))
+}
+
+async fn get_task(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project_id, id) = path.into_inner();
+    let task = projects::get_task(&state.db, user.0, project_id, id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(task))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditTask {
+    #[serde(default, deserialize_with = "present")]
+    title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    done: Option<Option<bool>>,
+}
+
+async fn edit_task(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Uuid, Uuid)>,
+    body: web::Json<EditTask>,
+) -> Result<HttpResponse, ApiError> {
+    let (project_id, id) = path.into_inner();
+    let limits = &state.config.api;
+    let body = body.into_inner();
+    let changes = TaskChanges {
+        title: not_null("title", body.title)?
+            .map(|t| required_text("title", &t, limits.max_task_title_chars))
+            .transpose()?,
+        description: patch_optional_text(
+            "description",
+            body.description,
+            limits.max_description_chars,
+        )?,
+        done: not_null("done", body.done)?,
+    };
+    if changes.is_empty() {
+        return Err(ApiError::unprocessable(
+            "empty_patch",
+            "nothing to change: send title, description and/or done",
+        ));
+    }
+    let task = projects::update_task(&state.db, user.0, project_id, id, &changes)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    publish_change(&state, user.0, project_id).await;
+    Ok(HttpResponse::Ok().json(task))
+}
+
+async fn remove_task(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<(Uuid, Uuid)>,
+) -> Result<HttpResponse, ApiError> {
+    let (project_id, id) = path.into_inner();
+    if !projects::delete_task(&state.db, user.0, project_id, id).await? {
+        return Err(ApiError::NotFound);
+    }
+    publish_change(&state, user.0, project_id).await;
+    Ok(HttpResponse::NoContent().finish())
+}
