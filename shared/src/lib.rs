@@ -3,6 +3,7 @@
 //! - [`config`]: settings from the environment
 //! - [`domain`]: validated domain types (URLs, job states)
 //! - [`auth`]: users and bearer tokens
+//! - [`cache`]: layered read cache (in-process L1, Redis L2, single flight, deduplication)
 //! - [`db`], [`bookmarks`]: PostgreSQL pool, migrations, bookmark storage
 //! - [`projects`]: project and task storage
 //! - [`redis_conn`], [`keys`]: Redis connections and key names
@@ -13,6 +14,7 @@
 
 pub mod auth;
 pub mod bookmarks;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod domain;
