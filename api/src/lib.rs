@@ -4,10 +4,12 @@
 //! - [`routes`]: route families under `/api/v1`, plus health and metrics
 //! - [`auth`]: bearer-token extractors
 //! - [`error`]: the JSON error format
+//! - [`events`]: applies invalidation events to this instance's L1 cache
 //! - [`state`]: shared handler state
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod routes;
 pub mod startup;
 pub mod state;

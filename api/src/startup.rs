@@ -1,6 +1,6 @@
 //! Builds the API server from config; binding port 0 lets tests learn the real port.
 
-use std::{net::TcpListener, time::Instant};
+use std::{net::TcpListener, sync::Arc, time::Instant};
 
 use actix_web::{
     App, HttpServer,
@@ -11,6 +11,7 @@ use actix_web::{
 };
 use anyhow::Context;
 use fuze_shared::{
+    cache::{CacheConfig, LayeredCache},
     config::Config,
     db,
     jobs::{JobQueues, QueueName},
@@ -20,7 +21,7 @@ use fuze_shared::{
 };
 use serde_json::json;
 
-use crate::{error, routes, state::AppState};
+use crate::{error, events, routes, state::AppState};
 
 pub struct Application {
     port: u16,
@@ -35,6 +36,18 @@ impl Application {
         let queues = JobQueues::new(redis.clone(), keys.clone(), config.worker.clone());
         let queue_names: Vec<&str> = QueueName::ALL.iter().map(|q| q.as_str()).collect();
         let metrics = Metrics::new(&queue_names)?;
+        let cache = Arc::new(
+            LayeredCache::connect_lazy(
+                &config.redis_url,
+                CacheConfig::with_prefix(config.redis_prefix.clone()),
+            )
+            .context("invalid REDIS_URL")?,
+        );
+        tokio::spawn(events::run_subscriber(
+            cache.clone(),
+            config.redis_url.clone(),
+            keys.events_channel(),
+        ));
         let listener = TcpListener::bind((config.api.host.as_str(), config.api.port))
             .with_context(|| format!("failed to bind {}:{}", config.api.host, config.api.port))?;
         let port = listener.local_addr()?.port();
@@ -47,6 +60,7 @@ impl Application {
             keys,
             queues,
             metrics,
+            cache,
         });
 
         let server = HttpServer::new(move || {

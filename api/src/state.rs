@@ -1,6 +1,10 @@
 //! What every handler can reach.
 
-use fuze_shared::{config::Config, jobs::JobQueues, keys::Keys, metrics::Metrics};
+use std::sync::Arc;
+
+use fuze_shared::{
+    cache::LayeredCache, config::Config, jobs::JobQueues, keys::Keys, metrics::Metrics,
+};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
@@ -11,4 +15,6 @@ pub struct AppState {
     pub keys: Keys,
     pub queues: JobQueues,
     pub metrics: Metrics,
+    /// Read cache: this process's L1 over Redis L2.
+    pub cache: Arc<LayeredCache>,
 }

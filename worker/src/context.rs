@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use fuze_shared::{
+    cache::LayeredCache,
     config::Config,
     events::{self, Event},
     jobs::JobQueues,
@@ -24,6 +25,8 @@ pub struct JobContext {
     pub metrics: Metrics,
     pub scraper: Scraper,
     pub embedder: Embedder,
+    /// For invalidation only (generation bumps); workers keep no L1.
+    pub cache: LayeredCache,
 }
 
 pub type SharedContext = Arc<JobContext>;
@@ -31,7 +34,8 @@ pub type SharedContext = Arc<JobContext>;
 impl JobContext {
     pub async fn bookmarks_changed(&self, user_id: Uuid) {
         let mut conn = self.redis.clone();
-        events::publish(
+        events::announce(
+            &self.cache,
             &mut conn,
             &self.keys.events_channel(),
             &Event::BookmarksChanged { user_id },

@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Instant};
 
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 use fuze_shared::{
+    cache::{CacheConfig, L1Config, LayeredCache},
     config::Config,
     db,
     jobs::{
@@ -72,6 +73,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         scraper,
         embedder,
+        cache: worker_cache(&config)?,
     });
     tracing::info!(metrics_port, "worker ready");
 
@@ -123,6 +125,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     monitor.run_with_signal(shutdown_signal()).await?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// The worker writes; it only needs the cache to bump users' generations, so no L1.
+fn worker_cache(config: &Config) -> anyhow::Result<LayeredCache> {
+    let mut cache_config = CacheConfig::with_prefix(config.redis_prefix.clone());
+    cache_config.l1 = L1Config::disabled();
+    Ok(LayeredCache::connect_lazy(&config.redis_url, cache_config)?)
 }
 
 /// SIGTERM (process managers) or SIGINT (Ctrl-C).

@@ -8,7 +8,8 @@ use serde_json::json;
 use crate::{auth::Admin, error::ApiError, state::AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/users", web::post().to(create_user));
+    cfg.route("/admin/users", web::post().to(create_user))
+        .route("/admin/cache/stats", web::get().to(cache_stats));
 }
 
 #[derive(Deserialize)]
@@ -31,4 +32,9 @@ async fn create_user(
         }
         Err(CreateUserError::Db(e)) => Err(e.into()),
     }
+}
+
+/// Hits and misses per layer and type, L1 entries and bytes, invalidations and flushes.
+async fn cache_stats(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
+    HttpResponse::Ok().json(state.cache.stats())
 }

@@ -1,8 +1,9 @@
 //! `/api/v1/bookmarks`: save (and enqueue scraping), list, get, edit, delete.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
     bookmarks::{self, Bookmark, Changes, Cursor},
+    cache::{Bytes, CacheType, CachedValue},
     domain::{BookmarkUrl, JobKind, bounded_text},
     events::{self, Event},
     jobs::{QueueName, ScrapeJob, queue::new_task_id, records},
@@ -145,10 +146,12 @@ async fn undo_save(state: &AppState, job_id: &str, bookmark_id: Uuid) {
 
 async fn publish_change(state: &AppState, user_id: Uuid) {
     let mut conn = state.redis.clone();
-    events::publish(
+    let event = Event::BookmarksChanged { user_id };
+    events::announce(
+        &state.cache,
         &mut conn,
         &state.keys.events_channel(),
-        &Event::BookmarksChanged { user_id },
+        &event,
     )
     .await;
 }
@@ -167,7 +170,10 @@ struct Page {
 }
 
 /// Newest first, keyset-paginated: `next_cursor` fetches the following page.
+/// Newest first, keyset-paginated: `next_cursor` fetches the following page. Pages are served from
+/// the read cache as ready-made JSON with an ETag (304 on `If-None-Match`).
 async fn list(
+    req: HttpRequest,
     state: web::Data<AppState>,
     user: AuthUser,
     query: web::Query<ListQuery>,
@@ -187,19 +193,61 @@ async fn list(
                 .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))?,
         ),
     };
-    let items = bookmarks::list(&state.db, user.0, after, limit).await?;
-    let next_cursor = (items.len() == limit as usize)
-        .then(|| {
-            items.last().map(|b| {
-                Cursor {
-                    saved_at: b.saved_at,
-                    id: b.id,
-                }
-                .encode()
-            })
+    let key = format!(
+        "page:{limit}:{}",
+        after.map(|c| c.encode()).unwrap_or_default()
+    );
+    let (page, _layer) = state
+        .cache
+        .get_or_load_value(CacheType::UserBookmarks, Some(user.0), &key, async {
+            let items = bookmarks::list(&state.db, user.0, after, limit).await?;
+            let next_cursor = (items.len() == limit as usize)
+                .then(|| {
+                    items.last().map(|b| {
+                        Cursor {
+                            saved_at: b.saved_at,
+                            id: b.id,
+                        }
+                        .encode()
+                    })
+                })
+                .flatten();
+            let json = serde_json::to_vec(&Page { items, next_cursor })
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            Ok::<_, ApiError>(Bytes::from(json))
         })
-        .flatten();
-    Ok(HttpResponse::Ok().json(Page { items, next_cursor }))
+        .await?;
+    Ok(cached_json(&req, page))
+}
+
+/// A cached JSON body with its ETag; 304 when the client already has it.
+fn cached_json(req: &HttpRequest, value: CachedValue) -> HttpResponse {
+    use actix_web::http::header::{self, EntityTag, Header, IfNoneMatch};
+    let etag = value
+        .etag
+        .as_deref()
+        .map(|e| EntityTag::new_strong(e.trim_matches('"').to_owned()));
+    let unchanged = etag
+        .as_ref()
+        .is_some_and(|etag| match IfNoneMatch::parse(req) {
+            Ok(IfNoneMatch::Any) => true,
+            Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(etag)),
+            Err(_) => false,
+        });
+    let mut res = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header((header::CACHE_CONTROL, "private, no-cache"));
+    if let Some(etag) = etag {
+        res.insert_header(header::ETag(etag));
+    }
+    if unchanged {
+        res.finish()
+    } else {
+        res.content_type("application/json").body(value.bytes)
+    }
 }
 
 #[derive(Deserialize)]

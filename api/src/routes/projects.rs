@@ -91,7 +91,8 @@ fn patch_optional_text(
 
 async fn publish_change(state: &AppState, user_id: Uuid, project_id: Uuid) {
     let mut conn = state.redis.clone();
-    events::publish(
+    events::announce(
+        &state.cache,
         &mut conn,
         &state.keys.events_channel(),
         &Event::ProjectChanged {
