@@ -17,6 +17,7 @@ use fuze_shared::{
     jobs::{JobQueues, QueueName},
     keys::Keys,
     metrics::Metrics,
+    query_lane::QueryLane,
     redis_conn,
 };
 use serde_json::json;
@@ -53,6 +54,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = config.api.workers.max(1);
         let body_limit = config.api.max_body_bytes;
+        let lane = QueryLane::start(redis.clone(), &keys, config.redis_url.clone());
         let state = web::Data::new(AppState {
             config,
             db,
@@ -61,6 +63,7 @@ impl Application {
             queues,
             metrics,
             cache,
+            lane,
         });
 
         let server = HttpServer::new(move || {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use fuze_shared::{
     cache::LayeredCache, config::Config, jobs::JobQueues, keys::Keys, metrics::Metrics,
+    query_lane::QueryLane,
 };
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -17,4 +18,6 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Read cache: this process's L1 over Redis L2.
     pub cache: Arc<LayeredCache>,
+    /// Query embeddings from the workers.
+    pub lane: QueryLane,
 }

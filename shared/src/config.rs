@@ -39,6 +39,12 @@ pub struct ApiConfig {
     pub max_task_title_chars: usize,
     pub page_size_default: u32,
     pub page_size_max: u32,
+    /// Longest search query accepted.
+    pub max_query_chars: usize,
+    /// Most results one search returns.
+    pub search_limit_max: u32,
+    /// How long a search waits for a worker to embed its query before falling back to keywords.
+    pub query_embed_timeout: Duration,
     /// Suggested delay between two polls of a job that is not finished.
     pub job_poll_interval: Duration,
 }
@@ -120,6 +126,22 @@ pub struct EmbedderConfig {
     pub max_text_chars: usize,
 }
 
+impl EmbedderConfig {
+    /// The model's stable name (its folder's name), part of embedding cache keys. The api, which
+    /// never loads the model, derives the same name from the same setting.
+    pub fn model_id(&self) -> String {
+        let dir = match self.model_dir.file_name() {
+            Some(_) => self.model_dir.clone(),
+            None => self
+                .model_dir
+                .canonicalize()
+                .unwrap_or_else(|_| self.model_dir.clone()),
+        };
+        dir.file_name()
+            .map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned())
+    }
+}
+
 impl Default for EmbedderConfig {
     fn default() -> Self {
         Self {
@@ -175,6 +197,9 @@ impl Config {
                 page_size_default: env.parse("FUZE_PAGE_SIZE_DEFAULT", 20)?,
                 page_size_max: env.parse("FUZE_PAGE_SIZE_MAX", 100)?,
                 job_poll_interval: env.millis("FUZE_JOB_POLL_INTERVAL_MS", 500)?,
+                max_query_chars: env.parse("FUZE_MAX_QUERY_CHARS", 500)?,
+                search_limit_max: env.parse("FUZE_SEARCH_LIMIT_MAX", 50)?,
+                query_embed_timeout: env.millis("FUZE_QUERY_EMBED_TIMEOUT_MS", 500)?,
             },
             db: DbConfig {
                 max_connections: env.parse("FUZE_DB_MAX_CONNECTIONS", 10)?,

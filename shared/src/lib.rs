@@ -5,7 +5,9 @@
 //! - [`auth`]: users and bearer tokens
 //! - [`cache`]: layered read cache (in-process L1, Redis L2, single flight, deduplication)
 //! - [`db`], [`bookmarks`]: PostgreSQL pool, migrations, bookmark storage
+//! - [`search`]: per-user nearest-neighbour search over bookmark embeddings
 //! - [`projects`]: project and task storage
+//! - [`query_lane`]: query embeddings from the workers, request/reply over Redis
 //! - [`redis_conn`], [`keys`]: Redis connections and key names
 //! - [`jobs`]: job payloads, queues, status records, retries, wake-ups
 //! - [`events`]: cache invalidation events
@@ -23,5 +25,7 @@ pub mod jobs;
 pub mod keys;
 pub mod metrics;
 pub mod projects;
+pub mod query_lane;
 pub mod redis_conn;
+pub mod search;
 pub mod telemetry;

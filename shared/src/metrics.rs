@@ -35,6 +35,7 @@ pub struct Metrics {
     pub embed_tokens: IntCounter,
     pub embed_truncated: IntCounter,
     pub model_load_seconds: Gauge,
+    pub query_lane_seconds: Histogram,
     pub embed_cache: IntCounterVec,
     pub embed_batch_size: Histogram,
     pub embed_duration: Histogram,
@@ -144,6 +145,11 @@ impl Metrics {
                 "embed_cache_requests_total",
                 "Embedding cache lookups by result.",
                 &["result"],
+            )?,
+            query_lane_seconds: plain_histogram(
+                "embed_query_lane_duration_seconds",
+                "Worker time to answer a batch of query-embedding requests.",
+                LATENCY_BUCKETS,
             )?,
             embed_batch_size: plain_histogram(
                 "embed_batch_size",

@@ -2,7 +2,7 @@
 //!
 //! Routes: `/page/{name}` an article titled `name`; `/slow/{ms}/{name}` the same after a delay;
 //! `/status/{code}`; `/flaky/{n}/{name}` 503 for the first `n` requests, then the article;
-//! `/redirect?to=URL` a 302; `/image` a PNG.
+//! `/redirect?to=URL` a 302; `/image` a PNG; `/doc?title=&body=` a page with that content.
 
 use std::{
     collections::HashMap,
@@ -53,6 +53,7 @@ impl PageServer {
                 .route("/flaky/{n}/{name}", web::get().to(flaky))
                 .route("/redirect", web::get().to(redirect))
                 .route("/image", web::get().to(image))
+                .route("/doc", web::get().to(doc))
         })
         .workers(1)
         .disable_signals()
@@ -139,6 +140,22 @@ async fn redirect(
     HttpResponse::Found()
         .insert_header(("location", q.to.clone()))
         .finish()
+}
+
+#[derive(Deserialize)]
+struct DocQuery {
+    title: String,
+    body: String,
+}
+
+/// A page with the given title and paragraph, for tests that need distinct content.
+async fn doc(hits: Hits, req: actix_web::HttpRequest, q: web::Query<DocQuery>) -> HttpResponse {
+    count(&hits, &req);
+    html(format!(
+        "<!doctype html><html><head><title>{}</title></head><body><article><h1>{}</h1><p>{}</p>\
+         <p>{}</p></article></body></html>",
+        q.title, q.title, q.body, q.body
+    ))
 }
 
 async fn image(hits: Hits, req: actix_web::HttpRequest) -> HttpResponse {

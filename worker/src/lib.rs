@@ -4,6 +4,7 @@
 //! - [`jobs`]: job handlers and the runner that records their outcomes
 //! - [`scrape`]: SSRF-safe fetching and main-text extraction
 //! - [`embed`]: the candle sentence-embedding engine
+//! - [`query_lane`]: answers the api's query-embedding requests
 //! - [`clock`], [`reconcile`]: the scheduler process and lost-task recovery
 //! - [`cli`]: `embed` and `extract` operator commands
 
@@ -14,6 +15,7 @@ pub mod embed;
 pub mod jobs;
 pub mod metrics_server;
 pub mod observe;
+pub mod query_lane;
 pub mod reconcile;
 pub mod runtime;
 pub mod scrape;

@@ -22,6 +22,7 @@ use crate::{
     embed::{Embedder, EmbeddingModel},
     jobs, metrics_server,
     observe::PromEmbedObserver,
+    query_lane,
 };
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -75,6 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         embedder,
         cache: worker_cache(&config)?,
     });
+    tokio::spawn(query_lane::serve(ctx.clone()));
     tracing::info!(metrics_port, "worker ready");
 
     // Unique per process and per restart: apalis refuses a name whose heartbeat is still fresh.

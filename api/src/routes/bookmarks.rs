@@ -221,7 +221,7 @@ async fn list(
 }
 
 /// A cached JSON body with its ETag; 304 when the client already has it.
-fn cached_json(req: &HttpRequest, value: CachedValue) -> HttpResponse {
+pub fn cached_json(req: &HttpRequest, value: CachedValue) -> HttpResponse {
     use actix_web::http::header::{self, EntityTag, Header, IfNoneMatch};
     let etag = value
         .etag

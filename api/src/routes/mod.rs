@@ -5,6 +5,7 @@ mod bookmarks;
 mod health;
 mod jobs;
 mod projects;
+mod search;
 
 use actix_web::{middleware::from_fn, web};
 
@@ -17,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(bookmarks::configure)
             .configure(jobs::configure)
             .configure(projects::configure)
+            .configure(search::configure)
             .configure(admin::configure),
     )
     .configure(health::configure);

@@ -72,7 +72,7 @@ impl EmbeddingModel {
         let bert = BertModel::load(vb, &config)
             .with_context(|| format!("loading BERT weights from {}", weights_path.display()))?;
 
-        let model_id = model_id_from_dir(dir)?;
+        let model_id = cfg.model_id();
         tracing::info!(
             model_id,
             dimensions = config.hidden_size,
@@ -219,20 +219,6 @@ fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
-fn model_id_from_dir(dir: &Path) -> Result<String> {
-    // `file_name` is None for paths like "." or "..", so resolve those first.
-    let resolved = match dir.file_name() {
-        Some(_) => dir.to_path_buf(),
-        None => dir
-            .canonicalize()
-            .with_context(|| format!("resolving {}", dir.display()))?,
-    };
-    resolved
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .ok_or_else(|| anyhow!("cannot name the model from {}", dir.display()))
-}
-
 /// First `max_chars` chars of `text` (on a char boundary), and whether anything was cut.
 fn cut_chars(text: &str, max_chars: usize) -> (&str, bool) {
     match text.char_indices().nth(max_chars) {
@@ -253,11 +239,11 @@ mod tests {
     }
 
     #[test]
-    fn model_id_is_the_directory_name() -> Result<()> {
-        assert_eq!(
-            model_id_from_dir(Path::new("models/all-MiniLM-L6-v2/"))?,
-            "all-MiniLM-L6-v2"
-        );
-        Ok(())
+    fn model_id_is_the_directory_name() {
+        let cfg = EmbedderConfig {
+            model_dir: "models/all-MiniLM-L6-v2/".into(),
+            ..EmbedderConfig::default()
+        };
+        assert_eq!(cfg.model_id(), "all-MiniLM-L6-v2");
     }
 }

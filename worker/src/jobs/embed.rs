@@ -2,6 +2,7 @@
 //! Concurrent embed jobs share forward passes: the embedder thread batches what arrives together.
 
 use apalis::prelude::{BoxDynError, Data, TaskId};
+use fuze_shared::query_lane::{decode_vector, encode_vector};
 use fuze_shared::{
     bookmarks,
     jobs::{EmbedJob, QueueName, RawPayload, records, records::Claimed},
@@ -79,30 +80,4 @@ pub async fn embedding_for(ctx: &JobContext, text: &str) -> Result<Vec<f32>, Fai
         tracing::warn!(error = %e, "embedding cache write failed");
     }
     Ok(vector)
-}
-
-/// Little-endian f32s: 1.5 KiB for 384 dimensions, no parsing.
-fn encode_vector(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn decode_vector(bytes: &[u8], dims: usize) -> Option<Vec<f32>> {
-    (bytes.len() == dims * 4).then(|| {
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vectors_round_trip_and_wrong_sizes_are_ignored() {
-        let v = vec![0.25f32, -1.5, 3.0];
-        assert_eq!(decode_vector(&encode_vector(&v), 3), Some(v));
-        assert_eq!(decode_vector(&[0u8; 8], 3), None);
-    }
 }

@@ -1,0 +1,170 @@
+//! Semantic search: the query is embedded by a worker over the query lane, results are per user
+//! and cached; with no worker the api answers from full-text search and says so.
+
+use std::time::Duration;
+
+use fuze_tests::{PageServer, TestApi, TestEnv, WorkerProcess};
+use serde_json::Value;
+
+const PAGES: [(&str, &str); 3] = [
+    (
+        "Sourdough bread at home",
+        "Feed the starter with flour and water, let the dough rise overnight, shape the loaf and bake it in a hot oven until the crust is dark.",
+    ),
+    (
+        "Kubernetes cluster autoscaling",
+        "The cluster autoscaler adds nodes when pods cannot be scheduled and removes underused nodes; the horizontal pod autoscaler scales deployments on CPU.",
+    ),
+    (
+        "Marathon training plan",
+        "Build weekly mileage slowly, add one long run each weekend, include tempo runs and rest days, and taper in the last three weeks before the race.",
+    ),
+];
+
+fn doc_url(pages: &PageServer, title: &str, body: &str) -> String {
+    let q: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("title", title)
+        .append_pair("body", body)
+        .finish();
+    pages.url(&format!("/doc?{q}"))
+}
+
+async fn search(api: &TestApi, token: &str, q: &str) -> (u16, Value) {
+    let res = api
+        .get(
+            &format!(
+                "/api/v1/search?q={}",
+                url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+            ),
+            token,
+        )
+        .send()
+        .await
+        .expect("search");
+    let status = res.status().as_u16();
+    (status, res.json().await.expect("json"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_the_closest_bookmark_per_user_and_caches_it() {
+    let env = TestEnv::new().await;
+    let pages = PageServer::start().await;
+    let api = TestApi::spawn(&env, &[]).await;
+    let _worker =
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+    let (_, alice) = env.user().await;
+    let (_, bob) = env.user().await;
+    for (title, body) in PAGES {
+        let (_, saved) = api.save(&alice, &doc_url(&pages, title, body)).await;
+        let job = api
+            .wait_for_job(
+                &alice,
+                saved["job"]["id"].as_str().expect("id"),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+    }
+
+    for (q, expected) in [
+        ("how do I bake bread", "Sourdough bread at home"),
+        (
+            "scaling container workloads",
+            "Kubernetes cluster autoscaling",
+        ),
+        ("running a long distance race", "Marathon training plan"),
+    ] {
+        let (status, results) = search(&api, &alice, q).await;
+        assert_eq!(status, 200, "{results}");
+        assert_eq!(results["mode"], "semantic", "{results}");
+        assert_eq!(
+            results["items"][0]["bookmark"]["title"], expected,
+            "{q}: {results}"
+        );
+        assert_eq!(results["items"].as_array().map(Vec::len), Some(3));
+        let top = results["items"][0]["score"].as_f64().expect("score");
+        let second = results["items"][1]["score"].as_f64().expect("score");
+        assert!(top > second, "{results}");
+    }
+
+    // The same query again comes from the cache.
+    let before: Value = api
+        .get("/api/v1/admin/cache/stats", "test-admin-token")
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    let (_, again) = search(&api, &alice, "how do I bake bread").await;
+    assert_eq!(
+        again["items"][0]["bookmark"]["title"],
+        "Sourdough bread at home"
+    );
+    let after: Value = api
+        .get("/api/v1/admin/cache/stats", "test-admin-token")
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        after["l1"]["hits"].as_u64() > before["l1"]["hits"].as_u64(),
+        "{after}"
+    );
+
+    // Bob has no bookmarks: his search finds nothing of Alice's.
+    let (status, theirs) = search(&api, &bob, "how do I bake bread").await;
+    assert_eq!(status, 200);
+    assert_eq!(theirs["items"], serde_json::json!([]), "{theirs}");
+
+    for bad in [
+        "/api/v1/search?q=",
+        "/api/v1/search?q=x&limit=0",
+        "/api/v1/search?q=x&limit=51",
+        "/api/v1/search",
+    ] {
+        let res = api.get(bad, &alice).send().await.expect("search");
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_workers_search_falls_back_to_keywords_and_says_so() {
+    let env = TestEnv::new().await;
+    let pages = PageServer::start().await;
+    let api = TestApi::spawn(&env, &[("FUZE_QUERY_EMBED_TIMEOUT_MS", "200")]).await;
+    let (_, alice) = env.user().await;
+    {
+        let worker =
+            WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+        for (title, body) in PAGES {
+            let (_, saved) = api.save(&alice, &doc_url(&pages, title, body)).await;
+            api.wait_for_job(
+                &alice,
+                saved["job"]["id"].as_str().expect("id"),
+                Duration::from_secs(30),
+            )
+            .await;
+        }
+        drop(worker);
+    }
+    let started = std::time::Instant::now();
+    let (status, results) = search(&api, &alice, "sourdough starter").await;
+    assert_eq!(status, 200, "{results}");
+    assert_eq!(results["mode"], "keyword", "{results}");
+    assert_eq!(
+        results["items"][0]["bookmark"]["title"],
+        "Sourdough bread at home"
+    );
+    assert_eq!(
+        results["items"].as_array().map(Vec::len),
+        Some(1),
+        "{results}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the fallback does not wait long"
+    );
+}
