@@ -4,14 +4,22 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
     bookmarks::{self, Bookmark, Changes, Cursor},
     cache::{Bytes, CacheType, CachedValue},
-    domain::{BookmarkUrl, JobKind, bounded_text},
+    domain::{BookmarkUrl, JobKind},
     events::{self, Event},
     jobs::{QueueName, ScrapeJob, queue::new_task_id, records},
 };
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{auth::AuthUser, error::ApiError, routes::jobs::JobView, state::AppState};
+use crate::{
+    auth::AuthUser,
+    error::ApiError,
+    routes::{
+        common::{ListQuery, Page, optional_text, present},
+        jobs::JobView,
+    },
+    state::AppState,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/bookmarks").post(save).get(list))
@@ -35,17 +43,6 @@ struct SaveRequest {
 struct SaveResponse {
     bookmark: Bookmark,
     job: Option<JobView>,
-}
-
-fn optional_text(
-    field: &'static str,
-    raw: Option<&str>,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
-    raw.map(|t| bounded_text(field, t, max))
-        .transpose()
-        .map(|t| t.filter(|s| !s.is_empty()))
-        .map_err(|m| ApiError::unprocessable("invalid_field", m))
 }
 
 /// Saves a link. New: 202 with the queued job. Already saved by this user: 200 with the existing
@@ -156,20 +153,6 @@ async fn publish_change(state: &AppState, user_id: Uuid) {
     .await;
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Page {
-    items: Vec<Bookmark>,
-    next_cursor: Option<String>,
-}
-
-/// Newest first, keyset-paginated: `next_cursor` fetches the following page.
 /// Newest first, keyset-paginated: `next_cursor` fetches the following page. Pages are served from
 /// the read cache as ready-made JSON with an ETag (304 on `If-None-Match`).
 async fn list(
@@ -178,21 +161,7 @@ async fn list(
     user: AuthUser,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limits = &state.config.api;
-    let limit = query.limit.unwrap_or(limits.page_size_default);
-    if limit == 0 || limit > limits.page_size_max {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {}", limits.page_size_max),
-        ));
-    }
-    let after = match query.cursor.as_deref() {
-        None => None,
-        Some(raw) => Some(
-            Cursor::decode(raw)
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))?,
-        ),
-    };
+    let (limit, after) = query.page(&state.config.api)?;
     let key = format!(
         "page:{limit}:{}",
         after.map(|c| c.encode()).unwrap_or_default()
@@ -201,19 +170,11 @@ async fn list(
         .cache
         .get_or_load_value(CacheType::UserBookmarks, Some(user.0), &key, async {
             let items = bookmarks::list(&state.db, user.0, after, limit).await?;
-            let next_cursor = (items.len() == limit as usize)
-                .then(|| {
-                    items.last().map(|b| {
-                        Cursor {
-                            saved_at: b.saved_at,
-                            id: b.id,
-                        }
-                        .encode()
-                    })
-                })
-                .flatten();
-            let json = serde_json::to_vec(&Page { items, next_cursor })
-                .map_err(|e| ApiError::Internal(e.into()))?;
+            let page = Page::new(items, limit, |b| Cursor {
+                saved_at: b.saved_at,
+                id: b.id,
+            });
+            let json = serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.into()))?;
             Ok::<_, ApiError>(Bytes::from(json))
         })
         .await?;
@@ -277,11 +238,6 @@ async fn get(
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(detail))
-}
-
-/// `null` in a PATCH clears the field; an absent field is left alone.
-fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    Option::<String>::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bookmarks;
+mod common;
 mod health;
 mod jobs;
 mod projects;

@@ -3,15 +3,19 @@
 
 use actix_web::{HttpResponse, web};
 use fuze_shared::{
-    config::ApiConfig,
     domain::bounded_text,
     events::{self, Event},
-    projects::{self, Cursor, Project, ProjectChanges, Task, TaskChanges},
+    projects::{self, Project, ProjectChanges, Task, TaskChanges},
 };
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::{auth::AuthUser, error::ApiError, state::AppState};
+use crate::{
+    auth::AuthUser,
+    error::ApiError,
+    routes::common::{ListQuery, Page, optional_text, present},
+    state::AppState,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -51,25 +55,6 @@ fn required_text(field: &'static str, raw: &str, max: usize) -> Result<String, A
     Ok(text)
 }
 
-/// Trimmed and bounded; empty means none.
-fn optional_text(
-    field: &'static str,
-    raw: Option<&str>,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
-    raw.map(|t| bounded_text(field, t, max))
-        .transpose()
-        .map(|t| t.filter(|s| !s.is_empty()))
-        .map_err(invalid)
-}
-
-/// PATCH fields: absent is `None`, `null` is `Some(None)`.
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
 /// A PATCH of a field that cannot be cleared: `null` is refused.
 fn not_null<T>(field: &'static str, v: Option<Option<T>>) -> Result<Option<T>, ApiError> {
     match v {
@@ -101,51 +86,6 @@ async fn publish_change(state: &AppState, user_id: Uuid, project_id: Uuid) {
         },
     )
     .await;
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
-impl ListQuery {
-    /// The page size and position, checked as for bookmarks (400 when invalid).
-    fn page(&self, limits: &ApiConfig) -> Result<(u32, Option<Cursor>), ApiError> {
-        let limit = self.limit.unwrap_or(limits.page_size_default);
-        if limit == 0 || limit > limits.page_size_max {
-            return Err(ApiError::bad_request(
-                "invalid_limit",
-                format!("limit must be between 1 and {}", limits.page_size_max),
-            ));
-        }
-        let after = self
-            .cursor
-            .as_deref()
-            .map(|raw| {
-                Cursor::decode(raw)
-                    .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
-            })
-            .transpose()?;
-        Ok((limit, after))
-    }
-}
-
-#[derive(Serialize)]
-struct Page<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// A full page may have a successor: its last item is the next cursor.
-    fn new(items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> Cursor) -> Self {
-        let next_cursor = (items.len() == limit as usize)
-            .then(|| items.last().map(|last| cursor(last).encode()))
-            .flatten();
-        Self { items, next_cursor }
-    }
 }
 
 // ---- projects ----

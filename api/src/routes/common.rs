@@ -1,0 +1,71 @@
+//! Request pieces every route family shares: pagination parameters and pages, PATCH fields,
+//! bounded optional text.
+
+use fuze_shared::{bookmarks::Cursor, config::ApiConfig, domain::bounded_text};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::ApiError;
+
+/// Trimmed and bounded; empty means none.
+pub fn optional_text(
+    field: &'static str,
+    raw: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
+    raw.map(|t| bounded_text(field, t, max))
+        .transpose()
+        .map(|t| t.filter(|s| !s.is_empty()))
+        .map_err(|m| ApiError::unprocessable("invalid_field", m))
+}
+
+/// PATCH fields: absent is `None`, `null` is `Some(None)`.
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+impl ListQuery {
+    /// The page size and position, checked as for bookmarks (400 when invalid).
+    pub fn page(&self, limits: &ApiConfig) -> Result<(u32, Option<Cursor>), ApiError> {
+        let limit = self.limit.unwrap_or(limits.page_size_default);
+        if limit == 0 || limit > limits.page_size_max {
+            return Err(ApiError::bad_request(
+                "invalid_limit",
+                format!("limit must be between 1 and {}", limits.page_size_max),
+            ));
+        }
+        let after = self
+            .cursor
+            .as_deref()
+            .map(|raw| {
+                Cursor::decode(raw)
+                    .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
+            })
+            .transpose()?;
+        Ok((limit, after))
+    }
+}
+
+#[derive(Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A full page may have a successor: its last item is the next cursor.
+    pub fn new(items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> Cursor) -> Self {
+        let next_cursor = (items.len() == limit as usize)
+            .then(|| items.last().map(|last| cursor(last).encode()))
+            .flatten();
+        Self { items, next_cursor }
+    }
+}
