@@ -2,9 +2,11 @@
 
 use std::time::Duration;
 
+use crate::cache::{CacheStatsSnapshot, CacheType, TypeStatsSnapshot};
+
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 0.5 ms to 60 s.
@@ -40,6 +42,20 @@ pub struct Metrics {
     pub embed_batch_size: Histogram,
     pub embed_duration: Histogram,
     pub build_info: IntGaugeVec,
+    pub cache: CacheMetrics,
+}
+
+/// The read cache's counters, copied from its own stats at scrape time.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    pub requests: IntCounterVec,
+    pub shared_loads: IntCounterVec,
+    pub l1_entries: IntGauge,
+    pub l1_bytes: IntGauge,
+    pub l1_evictions: IntCounter,
+    pub l1_flushes: IntCounterVec,
+    pub invalidations: IntCounter,
+    pub redis_errors: IntCounter,
 }
 
 impl Metrics {
@@ -71,7 +87,44 @@ impl Metrics {
                 registry.register(Box::new(h.clone()))?;
                 Ok(h)
             };
+        let gauge = |name: &str, help: &str| -> anyhow::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let cache = CacheMetrics {
+            requests: counter(
+                "cache_requests_total",
+                "Cache lookups by cache type, layer and result (l3 = loaded from the database).",
+                &["cache_type", "layer", "result"],
+            )?,
+            shared_loads: counter(
+                "cache_shared_loads_total",
+                "Misses that waited for another request's load of the same key (single flight).",
+                &["cache_type"],
+            )?,
+            l1_entries: gauge("cache_l1_entries", "Entries in this process's L1 cache.")?,
+            l1_bytes: gauge("cache_l1_bytes", "Bytes held by this process's L1 cache.")?,
+            l1_evictions: plain_counter(
+                "cache_l1_evictions_total",
+                "L1 entries evicted to stay within bounds.",
+            )?,
+            l1_flushes: counter(
+                "cache_l1_flushes_total",
+                "Whole-L1 flushes by reason.",
+                &["reason"],
+            )?,
+            invalidations: plain_counter(
+                "cache_invalidations_applied_total",
+                "Invalidations applied to this process's cache (made here or received).",
+            )?,
+            redis_errors: plain_counter(
+                "cache_redis_errors_total",
+                "Redis errors met by the cache (served as misses).",
+            )?,
+        };
         let m = Self {
+            cache,
             http_requests: counter(
                 "http_requests_total",
                 "HTTP requests by route template, method and status.",
@@ -192,6 +245,16 @@ impl Metrics {
         for r in ["hit", "miss"] {
             m.embed_cache.with_label_values(&[r]).reset();
         }
+        m.observe_cache(&CacheStatsSnapshot {
+            types: CacheType::ALL
+                .iter()
+                .map(|t| TypeStatsSnapshot {
+                    cache_type: t.as_str(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
         Ok(m)
     }
 
@@ -202,6 +265,49 @@ impl Metrics {
         self.http_duration
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Brings the cache counters up to the cache's own stats (called at scrape time).
+    pub fn observe_cache(&self, stats: &CacheStatsSnapshot) {
+        fn catch_up(counter: &IntCounter, total: u64) {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        let c = &self.cache;
+        for t in &stats.types {
+            let ty = t.cache_type;
+            let l1_misses = t.requests.saturating_sub(t.l1_hits);
+            catch_up(&c.requests.with_label_values(&[ty, "l1", "hit"]), t.l1_hits);
+            catch_up(
+                &c.requests.with_label_values(&[ty, "l1", "miss"]),
+                l1_misses,
+            );
+            catch_up(&c.requests.with_label_values(&[ty, "l2", "hit"]), t.l2_hits);
+            catch_up(
+                &c.requests.with_label_values(&[ty, "l2", "miss"]),
+                l1_misses.saturating_sub(t.l2_hits),
+            );
+            catch_up(&c.requests.with_label_values(&[ty, "l3", "load"]), t.loads);
+            catch_up(&c.shared_loads.with_label_values(&[ty]), t.shared_loads);
+        }
+        c.l1_entries
+            .set(i64::try_from(stats.l1.entries).unwrap_or(i64::MAX));
+        c.l1_bytes
+            .set(i64::try_from(stats.l1.bytes).unwrap_or(i64::MAX));
+        catch_up(&c.l1_evictions, stats.l1.evictions);
+        catch_up(
+            &c.l1_flushes.with_label_values(&["subscription_lost"]),
+            stats.l1.flushes_subscription_lost,
+        );
+        catch_up(
+            &c.l1_flushes.with_label_values(&["admin"]),
+            stats.l1.flushes_admin,
+        );
+        catch_up(
+            &c.l1_flushes.with_label_values(&["other"]),
+            stats.l1.flushes_other,
+        );
+        catch_up(&c.invalidations, stats.invalidations);
+        catch_up(&c.redis_errors, stats.l2.errors);
     }
 
     /// The text exposition format for `/metrics`.
