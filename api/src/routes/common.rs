@@ -15,7 +15,7 @@ pub fn optional_text(
     raw.map(|t| bounded_text(field, t, max))
         .transpose()
         .map(|t| t.filter(|s| !s.is_empty()))
-        .map_err(|m| ApiError::unprocessable("invalid_field", m))
+        .map_err(invalid_field)
 }
 
 /// PATCH fields: absent is `None`, `null` is `Some(None)`.
@@ -68,4 +68,9 @@ impl<T> Page<T> {
             .flatten();
         Self { items, next_cursor }
     }
+}
+
+/// 422 `invalid_field`: a field's value is not acceptable.
+pub fn invalid_field(message: String) -> ApiError {
+    ApiError::unprocessable("invalid_field", message)
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::{
     auth::AuthUser,
     error::ApiError,
-    routes::common::{ListQuery, Page, optional_text, present},
+    routes::common::{ListQuery, Page, invalid_field, optional_text, present},
     state::AppState,
 };
 
@@ -42,15 +42,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn invalid(message: String) -> ApiError {
-    ApiError::unprocessable("invalid_field", message)
-}
-
 /// Trimmed, bounded and not empty.
 fn required_text(field: &'static str, raw: &str, max: usize) -> Result<String, ApiError> {
-    let text = bounded_text(field, raw, max).map_err(invalid)?;
+    let text = bounded_text(field, raw, max).map_err(invalid_field)?;
     if text.is_empty() {
-        return Err(invalid(format!("{field} must not be empty")));
+        return Err(invalid_field(format!("{field} must not be empty")));
     }
     Ok(text)
 }
@@ -58,7 +54,7 @@ fn required_text(field: &'static str, raw: &str, max: usize) -> Result<String, A
 /// A PATCH of a field that cannot be cleared: `null` is refused.
 fn not_null<T>(field: &'static str, v: Option<Option<T>>) -> Result<Option<T>, ApiError> {
     match v {
-        Some(None) => Err(invalid(format!("{field} cannot be null"))),
+        Some(None) => Err(invalid_field(format!("{field} cannot be null"))),
         Some(Some(v)) => Ok(Some(v)),
         None => Ok(None),
     }
