@@ -5,7 +5,7 @@
 //! - Writes (fills, removals, evictions, invalidations) take one mutex that guards the eviction
 //!   slots and the per-user index; the dashmap is only mutated under it, so the three stay
 //!   consistent. Fills follow a miss of a slower layer, so the mutex is not on the hot path.
-//! - Eviction is sampled LRU: over budget (entries or bytes), `eviction_samples` random entries are
+//! - Eviction is sampled LRU: over budget (entries or bytes), `eviction_samples` random entries (all of them in a cache that small) are
 //!   looked at and the least recently used one goes (an expired one goes first). Ticks come from a
 //!   counter bumped on each insert, so "used after the last N inserts" is what keeps an entry.
 //! - Invalidation by user goes through a secondary index user -> keys, so it touches only that
@@ -484,8 +484,17 @@ impl L1 {
         let mut rng = rand::rng();
         let mut victim: Option<Arc<Meta>> = None;
         let mut victim_rank = u64::MAX;
-        for _ in 0..self.config.eviction_samples.max(1) {
-            let candidate = &index.slots[rng.random_range(0..len)];
+        // Random slots; a cache no larger than the sample looks at every entry, so it evicts
+        // exactly rather than by luck.
+        let samples = self.config.eviction_samples.max(1);
+        let exhaustive = len <= samples;
+        for n in 0..if exhaustive { len } else { samples } {
+            let slot = if exhaustive {
+                n
+            } else {
+                rng.random_range(0..len)
+            };
+            let candidate = &index.slots[slot];
             if Arc::ptr_eq(candidate, keep) {
                 continue;
             }
