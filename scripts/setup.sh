@@ -149,10 +149,33 @@ ensure_tools() {
   fi
 }
 
+# promtool and prometheus, for the dashboard/alert tests. Debian's package would start a system
+# Prometheus on :9090 when it can; the tests run their own, so keep the service from starting.
+ensure_prometheus() {
+  if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
+    log "prometheus $(prometheus --version 2>&1 | awk 'NR==1 {print $3}') present"; return
+  fi
+  log "installing prometheus (Debian; the tests run their own, the service stays off)"
+  local guard=/usr/sbin/policy-rc.d added=0
+  if [ ! -e "$guard" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$guard" >/dev/null; as_root chmod 755 "$guard"; added=1
+  fi
+  apt_install prometheus || { [ "$added" = 1 ] && as_root rm -f "$guard"; exit 1; }
+  [ "$added" = 1 ] && as_root rm -f "$guard"
+  # A package installed earlier without the guard may already run one.
+  if [ -d /run/systemd/system ]; then
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+  elif command -v service >/dev/null; then
+    as_root service prometheus stop >/dev/null 2>&1 || true
+  fi
+  command -v promtool >/dev/null || { echo "promtool missing after installing prometheus" >&2; exit 1; }
+}
+
 ensure_postgres
 ensure_pgvector
 ensure_redis
 ensure_model
 ensure_database
 ensure_tools
+ensure_prometheus
 log "ready: DATABASE_URL=$DATABASE_URL REDIS_URL=$REDIS_URL FUZE_MODEL_DIR=$FUZE_MODEL_DIR"

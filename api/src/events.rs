@@ -8,12 +8,21 @@ use fuze_shared::{
     cache::{FlushReason, Invalidation, LayeredCache},
     events::Event,
 };
+use prometheus::IntGauge;
 
 /// Runs until the process ends, reconnecting with backoff.
-pub async fn run_subscriber(cache: Arc<LayeredCache>, redis_url: String, channel: String) {
+/// `up` is 1 while subscribed and 0 otherwise, for the "subscriber down" alert.
+pub async fn run_subscriber(
+    cache: Arc<LayeredCache>,
+    up: IntGauge,
+    redis_url: String,
+    channel: String,
+) {
     let mut delay = Duration::from_millis(50);
     loop {
-        match listen(&cache, &redis_url, &channel).await {
+        let listened = listen(&cache, &up, &redis_url, &channel).await;
+        up.set(0);
+        match listened {
             Ok(()) => tracing::warn!("event subscription ended; flushing L1 and reconnecting"),
             Err(e) => tracing::warn!(error = %e, "event subscription failed; reconnecting"),
         }
@@ -23,12 +32,18 @@ pub async fn run_subscriber(cache: Arc<LayeredCache>, redis_url: String, channel
     }
 }
 
-async fn listen(cache: &LayeredCache, redis_url: &str, channel: &str) -> redis::RedisResult<()> {
+async fn listen(
+    cache: &LayeredCache,
+    up: &IntGauge,
+    redis_url: &str,
+    channel: &str,
+) -> redis::RedisResult<()> {
     let client = redis::Client::open(redis_url)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     // Anything published before this point was missed.
     cache.flush_all(FlushReason::SubscriptionLost);
+    up.set(1);
     let mut messages = pubsub.on_message();
     while let Some(msg) = messages.next().await {
         let payload: String = msg.get_payload().unwrap_or_default();

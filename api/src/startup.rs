@@ -37,6 +37,7 @@ impl Application {
         let queues = JobQueues::new(redis.clone(), keys.clone(), config.worker.clone());
         let queue_names: Vec<&str> = QueueName::ALL.iter().map(|q| q.as_str()).collect();
         let metrics = Metrics::new(&queue_names)?;
+        metrics.db.watch_pool(db.clone())?;
         let cache = Arc::new(
             LayeredCache::connect_lazy(
                 &config.redis_url,
@@ -46,6 +47,7 @@ impl Application {
         );
         tokio::spawn(events::run_subscriber(
             cache.clone(),
+            metrics.cache.subscriber_up.clone(),
             config.redis_url.clone(),
             keys.events_channel(),
         ));

@@ -4,6 +4,12 @@ use std::time::Duration;
 
 use crate::cache::{CacheStatsSnapshot, CacheType, TypeStatsSnapshot};
 
+pub mod db;
+pub mod queues;
+
+pub use db::{DB_OPERATIONS, DbMetrics};
+pub use queues::{QUEUE_STATES, QueueMetrics, UNFINISHED_JOB_STATES, unix_now};
+
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -17,6 +23,34 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// Job outcomes; every kind × outcome is exported from the start, at 0.
 pub const JOB_OUTCOMES: &[&str] = &["succeeded", "retried", "failed", "skipped"];
+
+/// Page fetch outcome classes (`ok` or the scraper's error class), all exported from the start.
+pub const SCRAPE_OUTCOMES: &[&str] = &[
+    "ok",
+    "timeout",
+    "blocked_target",
+    "too_large",
+    "not_html",
+    "http_4xx",
+    "http_5xx",
+    "dns",
+    "too_many_redirects",
+    "invalid_url",
+    "network",
+];
+
+/// Where Redis commands outside the read cache are made (the cache counts its own errors).
+pub const REDIS_COMPONENTS: &[&str] = &["queue", "scrape_cache", "embed_cache", "queue_stats"];
+
+/// Body sizes from 1 KiB to 16 MiB.
+const BYTES_BUCKETS: &[f64] = &[
+    1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+];
+
+/// Save to ready: from sub-second to an hour (retries with backoff take minutes).
+const SAVE_TO_READY_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -43,6 +77,15 @@ pub struct Metrics {
     pub embed_duration: Histogram,
     pub build_info: IntGaugeVec,
     pub cache: CacheMetrics,
+    pub scrape_response_bytes: Histogram,
+    pub embed_batch_tokens: Histogram,
+    /// Bookmark saved → embedding stored, observed when the embed stage commits.
+    pub save_to_ready: Histogram,
+    /// Unix time of the worker's last liveness tick (set by the worker's own runtime).
+    pub worker_heartbeat: Gauge,
+    pub redis_errors: IntCounterVec,
+    pub db: DbMetrics,
+    pub queues: QueueMetrics,
 }
 
 /// The read cache's counters, copied from its own stats at scrape time.
@@ -56,6 +99,9 @@ pub struct CacheMetrics {
     pub l1_flushes: IntCounterVec,
     pub invalidations: IntCounter,
     pub redis_errors: IntCounter,
+    /// 1 while the invalidation subscriber is subscribed, 0 while it reconnects.
+    pub subscriber_up: IntGauge,
+    pub requests_deduplicated: IntCounter,
 }
 
 impl Metrics {
@@ -121,6 +167,14 @@ impl Metrics {
             redis_errors: plain_counter(
                 "cache_redis_errors_total",
                 "Redis errors met by the cache (served as misses).",
+            )?,
+            subscriber_up: gauge(
+                "cache_subscriber_up",
+                "1 while the invalidation subscriber is subscribed, 0 while it is down.",
+            )?,
+            requests_deduplicated: plain_counter(
+                "requests_deduplicated_total",
+                "Repeated submissions answered with the first copy's result.",
             )?,
         };
         let m = Self {
@@ -214,6 +268,38 @@ impl Metrics {
                 "Model inference time per batch.",
                 LATENCY_BUCKETS,
             )?,
+            scrape_response_bytes: plain_histogram(
+                "scrape_response_bytes",
+                "Size of fetched page bodies as received.",
+                BYTES_BUCKETS,
+            )?,
+            embed_batch_tokens: plain_histogram(
+                "embed_batch_tokens",
+                "Word pieces per forward pass (unpadded).",
+                &[
+                    16.0, 64.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0,
+                ],
+            )?,
+            save_to_ready: plain_histogram(
+                "save_to_ready_seconds",
+                "Time from saving a bookmark to its embedding being stored.",
+                SAVE_TO_READY_BUCKETS,
+            )?,
+            worker_heartbeat: {
+                let g = Gauge::new(
+                    "worker_heartbeat_timestamp_seconds",
+                    "Unix time of the worker's last liveness tick (0 in the api and the clock).",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
+            redis_errors: counter(
+                "redis_command_errors_total",
+                "Failed Redis commands outside the read cache, by component.",
+                &["component"],
+            )?,
+            db: DbMetrics::new(&registry)?,
+            queues: QueueMetrics::new(&registry)?,
             build_info: {
                 let g = IntGaugeVec::new(Opts::new("build_info", "Fuze build."), &["version"])?;
                 registry.register(Box::new(g.clone()))?;
@@ -245,6 +331,13 @@ impl Metrics {
         for r in ["hit", "miss"] {
             m.embed_cache.with_label_values(&[r]).reset();
         }
+        for o in SCRAPE_OUTCOMES {
+            m.scrape_fetches.with_label_values(&[o]).reset();
+        }
+        for c in REDIS_COMPONENTS {
+            m.redis_errors.with_label_values(&[c]).reset();
+        }
+        m.queues.initialise();
         m.observe_cache(&CacheStatsSnapshot {
             types: CacheType::ALL
                 .iter()
@@ -308,6 +401,18 @@ impl Metrics {
         );
         catch_up(&c.invalidations, stats.invalidations);
         catch_up(&c.redis_errors, stats.l2.errors);
+    }
+
+    /// Counts a failed Redis command of `component` (one of [`REDIS_COMPONENTS`]).
+    pub fn redis_error(&self, component: &str, error: &redis::RedisError) {
+        self.redis_errors.with_label_values(&[component]).inc();
+        tracing::warn!(component, error = %error, "redis command failed");
+    }
+
+    /// Brings the deduplicated-requests counter up to the deduplicator's own count.
+    pub fn observe_dedup(&self, total: u64) {
+        let c = &self.cache.requests_deduplicated;
+        c.inc_by(total.saturating_sub(c.get()));
     }
 
     /// The text exposition format for `/metrics`.

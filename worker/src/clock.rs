@@ -27,6 +27,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let queue_names: Vec<&str> = QueueName::ALL.iter().map(|q| q.as_str()).collect();
     let metrics = Metrics::new(&queue_names)?;
     let db = db::connect(&config).await?;
+    metrics.db.watch_pool(db.clone())?;
     let redis = redis_conn::connection_manager(&config.redis_url).await?;
     let queues = JobQueues::new(
         redis,

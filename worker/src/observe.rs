@@ -21,6 +21,7 @@ impl EmbedObserver for PromEmbedObserver {
         m.embed_tokens.inc_by(tokens as u64);
         m.embed_truncated.inc_by(truncated as u64);
         m.embed_batch_size.observe(texts as f64);
+        m.embed_batch_tokens.observe(tokens as f64);
         m.embed_duration.observe(seconds);
     }
 }

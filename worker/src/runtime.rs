@@ -44,6 +44,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Embedder::start_with_observer(model, Arc::new(PromEmbedObserver::new(metrics.clone())));
 
     let db = db::connect(&config).await?;
+    metrics.db.watch_pool(db.clone())?;
     let redis = redis_conn::connection_manager(&config.redis_url).await?;
     let keys = Keys::new(config.redis_prefix.clone());
     let queues = JobQueues::new(redis.clone(), keys.clone(), config.worker.clone());
@@ -77,6 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         cache: worker_cache(&config)?,
     });
     tokio::spawn(query_lane::serve(ctx.clone()));
+    tokio::spawn(heartbeat(metrics.clone()));
     tracing::info!(metrics_port, "worker ready");
 
     // Unique per process and per restart: apalis refuses a name whose heartbeat is still fresh.
@@ -128,6 +130,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!("worker stopped");
     Ok(())
 }
+
+/// Ticks on the job runtime (not the metrics thread), so a stuck runtime shows as a stale heartbeat
+/// even while `/metrics` still answers.
+async fn heartbeat(metrics: Metrics) {
+    let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tick.tick().await;
+        metrics
+            .worker_heartbeat
+            .set(fuze_shared::metrics::unix_now());
+    }
+}
+
+const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The worker writes; it only needs the cache to bump users' generations, so no L1.
 fn worker_cache(config: &Config) -> anyhow::Result<LayeredCache> {

@@ -59,16 +59,17 @@ async fn save(
     let title = optional_text("title", body.title.as_deref(), limits.max_title_chars)?;
     let notes = optional_text("notes", body.notes.as_deref(), limits.max_notes_chars)?;
 
-    let mut tx = state.db.begin().await?;
-    let (bookmark, created) = bookmarks::insert_or_get(
+    let mut tx = state.metrics.db.begin(&state.db).await?;
+    let hash = url.hash();
+    let inserted = bookmarks::insert_or_get(
         &mut tx,
         user.0,
         url.as_str(),
-        &url.hash(),
+        &hash,
         title.as_deref(),
         notes.as_deref(),
-    )
-    .await?;
+    );
+    let (bookmark, created) = state.metrics.db.time("bookmark_save", inserted).await?;
     if !created {
         tx.rollback().await?;
         state
@@ -107,6 +108,11 @@ async fn save(
         .await
     {
         tracing::error!(error = ?e, "enqueue failed; undoing the save");
+        state
+            .metrics
+            .redis_errors
+            .with_label_values(&["queue"])
+            .inc();
         undo_save(&state, &job_id, bookmark.id).await;
         return Err(ApiError::Unavailable(
             "job queue unavailable; nothing was saved, retry shortly",

@@ -1,6 +1,7 @@
 //! Route families; `configure` mounts them all.
 
 mod admin;
+mod admin_jobs;
 mod bookmarks;
 mod common;
 mod health;
@@ -20,7 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(jobs::configure)
             .configure(projects::configure)
             .configure(search::configure)
-            .configure(admin::configure),
+            .configure(admin::configure)
+            .configure(admin_jobs::configure),
     )
     .configure(health::configure);
 }

@@ -1,6 +1,7 @@
 //! Background jobs: payloads (pushed by the api, run by the worker), the queues on apalis-redis,
 //! Fuze's own job status records, retry policy and wake-ups.
 
+pub mod admin;
 pub mod codec;
 pub mod payload;
 pub mod queue;

@@ -32,7 +32,7 @@ pub struct JobRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "id, user_id, kind, stage, state, attempts, total_attempts, max_attempts, error_code, error, \
+pub(super) const COLUMNS: &str = "id, user_id, kind, stage, state, attempts, total_attempts, max_attempts, error_code, error, \
      bookmark_id, task_id, run_after, created_at, updated_at, started_at, finished_at";
 
 /// A new queued job whose first apalis task id equals the job id.
@@ -181,15 +181,19 @@ pub async fn schedule_retry(
     .map(drop)
 }
 
-pub async fn succeed(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<()> {
-    sqlx::query(
+/// Marks the job done; returns the seconds since its bookmark was saved (the save → ready
+/// latency users feel), if the job has a bookmark.
+pub async fn succeed(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<f64>> {
+    let row: Option<(Option<f64>,)> = sqlx::query_as(
         "UPDATE jobs SET state = 'succeeded', error_code = NULL, error = NULL, updated_at = now(), \
-         finished_at = now() WHERE id = $1",
+         finished_at = now() WHERE id = $1 \
+         RETURNING (SELECT EXTRACT(EPOCH FROM clock_timestamp() - saved_at)::float8 \
+                    FROM saved_content WHERE saved_content.id = jobs.bookmark_id)",
     )
     .bind(id)
-    .execute(db)
-    .await
-    .map(drop)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.and_then(|(s,)| s))
 }
 
 pub async fn fail(

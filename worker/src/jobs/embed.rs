@@ -40,13 +40,25 @@ async fn embed(ctx: &JobContext, job: EmbedJob, _claimed: Claimed) -> Result<(),
     }
     let vector = embedding_for(ctx, &text).await?;
     let model = ctx.embedder.model_id().to_owned();
-    if !bookmarks::store_embedding(&ctx.db, job.user_id, job.bookmark_id, &vector, &model).await? {
+    let db = &ctx.metrics.db;
+    let stored = db
+        .time(
+            "store_embedding",
+            bookmarks::store_embedding(&ctx.db, job.user_id, job.bookmark_id, &vector, &model),
+        )
+        .await?;
+    if !stored {
         return Err(Failure::permanent(
             "bookmark_deleted",
             "the bookmark was deleted",
         ));
     }
-    records::succeed(&ctx.db, &job.job_id).await?;
+    let since_save = db
+        .time("job_settle", records::succeed(&ctx.db, &job.job_id))
+        .await?;
+    if let Some(seconds) = since_save {
+        ctx.metrics.save_to_ready.observe(seconds);
+    }
     ctx.bookmarks_changed(job.user_id).await;
     Ok(())
 }
@@ -58,7 +70,7 @@ pub async fn embedding_for(ctx: &JobContext, text: &str) -> Result<Vec<f32>, Fai
     let cached: Option<Vec<u8>> = conn
         .get(&key)
         .await
-        .inspect_err(|e| tracing::warn!(error = %e, "embedding cache read failed"))
+        .inspect_err(|e| ctx.metrics.redis_error("embed_cache", e))
         .ok()
         .flatten();
     if let Some(vector) = cached.and_then(|bytes| decode_vector(&bytes, ctx.embedder.dimensions()))
@@ -77,7 +89,7 @@ pub async fn embedding_for(ctx: &JobContext, text: &str) -> Result<Vec<f32>, Fai
     let ttl = ctx.config.ttl.embedding.as_secs().max(1);
     let written: redis::RedisResult<()> = conn.set_ex(&key, encode_vector(&vector), ttl).await;
     if let Err(e) = written {
-        tracing::warn!(error = %e, "embedding cache write failed");
+        ctx.metrics.redis_error("embed_cache", &e);
     }
     Ok(vector)
 }

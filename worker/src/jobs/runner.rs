@@ -77,7 +77,12 @@ where
         }
     };
     let task = task_id.to_string();
-    let Some(claimed) = records::claim(&ctx.db, job.job_id(), &task, q).await? else {
+    let claimed = {
+        let mut conn = ctx.metrics.db.acquire(&ctx.db).await?;
+        let claim = records::claim(&mut *conn, job.job_id(), &task, q);
+        ctx.metrics.db.time("job_claim", claim).await?
+    };
+    let Some(claimed) = claimed else {
         not_claimed(ctx, queue, job.job_id(), &task).await;
         return Ok(());
     };
@@ -170,10 +175,13 @@ async fn settle_failure<P: JobPayload>(
         return Ok("retried");
     }
     // One transaction: a poller never sees a failed job with a pending bookmark.
-    let mut tx = ctx.db.begin().await?;
-    bookmarks::mark_failed(&mut *tx, job.user_id(), job.bookmark_id(), &message).await?;
-    records::fail(&mut *tx, job.job_id(), code, &message).await?;
-    tx.commit().await?;
+    let mut tx = ctx.metrics.db.begin(&ctx.db).await?;
+    let failed = async {
+        bookmarks::mark_failed(&mut *tx, job.user_id(), job.bookmark_id(), &message).await?;
+        records::fail(&mut *tx, job.job_id(), code, &message).await?;
+        tx.commit().await
+    };
+    ctx.metrics.db.time("job_settle", failed).await?;
     ctx.bookmarks_changed(job.user_id()).await;
     tracing::warn!(queue = queue.as_str(), job = job.job_id(), attempt, code, %message, "job failed");
     Ok("failed")
@@ -191,7 +199,7 @@ async fn schedule_retry<P: JobPayload>(
 ) -> Result<(), BoxDynError> {
     let task = new_task_id();
     let run_after = Utc::now() + chrono::Duration::from_std(delay)?;
-    records::schedule_retry(
+    let recorded = records::schedule_retry(
         &ctx.db,
         job.job_id(),
         queue.as_str(),
@@ -199,8 +207,11 @@ async fn schedule_retry<P: JobPayload>(
         code,
         message,
         run_after,
-    )
-    .await?;
-    ctx.queues.push(queue, &task, job, Some(delay)).await?;
+    );
+    ctx.metrics.db.time("job_settle", recorded).await?;
+    if let Err(e) = ctx.queues.push(queue, &task, job, Some(delay)).await {
+        ctx.metrics.redis_errors.with_label_values(&["queue"]).inc();
+        return Err(e.into());
+    }
     Ok(())
 }

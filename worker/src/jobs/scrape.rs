@@ -50,18 +50,20 @@ async fn scrape(ctx: &JobContext, job: ScrapeJob, _claimed: Claimed) -> Result<(
             page
         }
     };
-    let stored = bookmarks::store_scraped(
-        &ctx.db,
-        job.user_id,
-        job.bookmark_id,
-        &Scraped {
-            title: page.title.as_deref(),
-            description: page.description.as_deref(),
-            canonical_url: page.canonical_url.as_deref(),
-            text: &page.text,
-        },
-    )
-    .await?;
+    let scraped = Scraped {
+        title: page.title.as_deref(),
+        description: page.description.as_deref(),
+        canonical_url: page.canonical_url.as_deref(),
+        text: &page.text,
+    };
+    let stored = ctx
+        .metrics
+        .db
+        .time(
+            "store_scraped",
+            bookmarks::store_scraped(&ctx.db, job.user_id, job.bookmark_id, &scraped),
+        )
+        .await?;
     if !stored {
         return Err(Failure::permanent(
             "bookmark_deleted",
@@ -81,6 +83,9 @@ async fn fetch_and_extract(ctx: &JobContext, url: &BookmarkUrl) -> Result<Extrac
     let class = fetched.as_ref().map_or_else(|e| e.class(), |_| "ok");
     ctx.metrics.scrape_fetches.with_label_values(&[class]).inc();
     let fetched = fetched?;
+    ctx.metrics
+        .scrape_response_bytes
+        .observe(fetched.bytes as f64);
     // Extraction of a large page is CPU work: keep it off the async threads.
     tokio::task::spawn_blocking(move || fetched.extract())
         .await
@@ -92,7 +97,7 @@ async fn cached_page(ctx: &JobContext, url: &BookmarkUrl) -> Option<ExtractedPag
     let raw: Option<Vec<u8>> = conn
         .get(ctx.keys.scraped(&url.hash_hex()))
         .await
-        .inspect_err(|e| tracing::warn!(error = %e, "scrape cache read failed"))
+        .inspect_err(|e| ctx.metrics.redis_error("scrape_cache", e))
         .ok()?;
     serde_json::from_slice(&raw?).ok()
 }
@@ -107,7 +112,7 @@ async fn cache_page(ctx: &JobContext, url: &BookmarkUrl, page: &ExtractedPage) {
         .set_ex(ctx.keys.scraped(&url.hash_hex()), bytes, ttl)
         .await;
     if let Err(e) = written {
-        tracing::warn!(error = %e, "scrape cache write failed");
+        ctx.metrics.redis_error("scrape_cache", &e);
     }
 }
 
@@ -125,6 +130,7 @@ async fn hand_to_embed(ctx: &JobContext, job: &ScrapeJob) -> Result<(), Failure>
         .push(QueueName::Embed, &task, &next, None)
         .await
         .map_err(|e| {
+            ctx.metrics.redis_errors.with_label_values(&["queue"]).inc();
             Failure::transient("queue", format!("failed to enqueue the embed stage: {e:#}"))
         })?;
     ctx.metrics

@@ -1,0 +1,259 @@
+//! `GET /api/v1/admin/jobs` (queue depth, job counts, failed jobs with their errors) and
+//! `POST /api/v1/admin/jobs/{id}/retry` (put a failed job back in its queue). Admin only.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use fuze_shared::{
+    events::{self, Event},
+    jobs::{
+        EmbedJob, JobRecord, QueueName, ScrapeJob,
+        admin::{self, FailedCursor},
+        queue::new_task_id,
+    },
+    metrics::queues::queue_depth,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    auth::Admin,
+    error::ApiError,
+    routes::{common::Page, jobs::JobView},
+    state::AppState,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/jobs", web::get().to(overview))
+        .route("/admin/jobs/{id}/retry", web::post().to(retry));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailedQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// A queue as apalis-redis holds it right now (`null` counts when Redis did not answer).
+#[derive(Serialize)]
+struct QueueView {
+    ready: Option<i64>,
+    scheduled: Option<i64>,
+    inflight: Option<i64>,
+    dead: Option<i64>,
+    live_workers: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct FailedJob {
+    id: String,
+    kind: String,
+    /// The stage that failed; a retry runs it again.
+    stage: Option<String>,
+    user_id: Option<Uuid>,
+    bookmark_id: Option<Uuid>,
+    attempts: i32,
+    total_attempts: i32,
+    max_attempts: i32,
+    error: ErrorView,
+    created_at: DateTime<Utc>,
+    failed_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    cursor: FailedCursor,
+}
+
+#[derive(Serialize)]
+struct ErrorView {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl From<JobRecord> for FailedJob {
+    fn from(job: JobRecord) -> Self {
+        Self {
+            cursor: FailedCursor::of(&job),
+            id: job.id,
+            kind: job.kind,
+            stage: job.stage,
+            user_id: job.user_id,
+            bookmark_id: job.bookmark_id,
+            attempts: job.attempts,
+            total_attempts: job.total_attempts,
+            max_attempts: job.max_attempts,
+            error: ErrorView {
+                code: job.error_code,
+                message: job.error,
+            },
+            created_at: job.created_at,
+            failed_at: job.finished_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Overview {
+    /// Tasks per apalis-redis queue and place (ready, scheduled, inflight, dead).
+    queues: BTreeMap<&'static str, QueueView>,
+    /// Job records per current stage and state.
+    jobs: BTreeMap<String, BTreeMap<String, i64>>,
+    /// Failed jobs, newest failure first, keyset-paginated (`cursor` = the previous `next_cursor`).
+    failed: Page<FailedJob>,
+}
+
+async fn overview(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    query: web::Query<FailedQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, after) = page(&query, &state)?;
+    let mut queues = BTreeMap::new();
+    for queue in QueueName::ALL {
+        let depth = queue_depth(&state.queues, queue)
+            .await
+            .inspect_err(|e| state.metrics.redis_error("queue_stats", e))
+            .ok();
+        let live_workers = state.queues.live_workers(queue).await.ok();
+        queues.insert(
+            queue.as_str(),
+            QueueView {
+                ready: depth.map(|d| d.ready),
+                scheduled: depth.map(|d| d.scheduled),
+                inflight: depth.map(|d| d.inflight),
+                dead: depth.map(|d| d.dead),
+                live_workers,
+            },
+        );
+    }
+    let db = &state.metrics.db;
+    let mut jobs: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+    for c in db.time("admin_jobs", admin::counts(&state.db)).await? {
+        jobs.entry(c.stage).or_default().insert(c.state, c.jobs);
+    }
+    let failed = db
+        .time(
+            "admin_jobs",
+            admin::failed(&state.db, after.as_ref(), limit),
+        )
+        .await?;
+    let items: Vec<FailedJob> = failed.into_iter().map(FailedJob::from).collect();
+    // A full page may have a successor: its last item is the next cursor.
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| items.last().map(|last| last.cursor.encode()))
+        .flatten();
+    let failed = Page { items, next_cursor };
+    Ok(HttpResponse::Ok().json(Overview {
+        queues,
+        jobs,
+        failed,
+    }))
+}
+
+/// Page size and position, checked as for every list (400 when invalid).
+fn page(query: &FailedQuery, state: &AppState) -> Result<(u32, Option<FailedCursor>), ApiError> {
+    let limits = &state.config.api;
+    let limit = query.limit.unwrap_or(limits.page_size_default);
+    if limit == 0 || limit > limits.page_size_max {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {}", limits.page_size_max),
+        ));
+    }
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|raw| {
+            FailedCursor::decode(raw)
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
+        })
+        .transpose()?;
+    Ok((limit, after))
+}
+
+/// Resets a failed job (fresh attempts for the stage that failed) and enqueues it the way a save
+/// does: record committed first, then pushed. 202 with the job; 409 unless it is failed.
+async fn retry(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    if id.len() > 64 {
+        return Err(ApiError::NotFound);
+    }
+    let task = new_task_id();
+    let mut tx = state.metrics.db.begin(&state.db).await?;
+    let reset = state
+        .metrics
+        .db
+        .time("admin_jobs", admin::reset_failed(&mut tx, &id, &task))
+        .await?;
+    let Some(job) = reset else {
+        tx.rollback().await?;
+        let exists = fuze_shared::jobs::records::find(&state.db, &id).await?;
+        return Err(match exists {
+            None => ApiError::NotFound,
+            Some(j) => ApiError::Conflict(format!(
+                "only failed jobs can be retried; this one is {}",
+                format!("{:?}", j.state).to_lowercase()
+            )),
+        });
+    };
+    let (Some(user_id), Some(bookmark_id), Some(queue)) = (
+        job.user_id,
+        job.bookmark_id,
+        job.stage.as_deref().and_then(QueueName::parse),
+    ) else {
+        tx.rollback().await?;
+        return Err(ApiError::Conflict(
+            "this job has no bookmark or stage left to run".into(),
+        ));
+    };
+    tx.commit().await?;
+    let pushed = match queue {
+        QueueName::Scrape => {
+            let payload = ScrapeJob {
+                job_id: job.id.clone(),
+                user_id,
+                bookmark_id,
+            };
+            state.queues.push(queue, &task, &payload, None).await
+        }
+        QueueName::Embed => {
+            let payload = EmbedJob {
+                job_id: job.id.clone(),
+                user_id,
+                bookmark_id,
+            };
+            state.queues.push(queue, &task, &payload, None).await
+        }
+    };
+    if let Err(e) = pushed {
+        // The record says queued, so the clock's reconciler enqueues it once Redis is back.
+        tracing::error!(error = ?e, job = %job.id, "retry enqueue failed");
+        state
+            .metrics
+            .redis_errors
+            .with_label_values(&["queue"])
+            .inc();
+        return Err(ApiError::Unavailable(
+            "job queue unavailable; the job is queued and will be enqueued once it is back",
+        ));
+    }
+    state
+        .metrics
+        .jobs_enqueued
+        .with_label_values(&[queue.as_str()])
+        .inc();
+    // The bookmark's status changed back: drop cached reads of it.
+    let mut conn = state.redis.clone();
+    events::announce(
+        &state.cache,
+        &mut conn,
+        &state.keys.events_channel(),
+        &Event::BookmarksChanged { user_id },
+    )
+    .await;
+    tracing::info!(job = %job.id, stage = queue.as_str(), "failed job retried by an admin");
+    Ok(HttpResponse::Accepted().json(JobView::new(job, &state)))
+}

@@ -1,0 +1,230 @@
+//! Queue and backlog gauges, computed when Prometheus scrapes: apalis-redis keeps no counters of
+//! its own that work (its `Metrics` API fails in 1.0), and Fuze's job records know what is pending.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
+use sqlx::PgPool;
+
+use super::Metrics;
+use crate::jobs::{JobQueues, QueueName};
+
+/// Where a task sits in apalis-redis: `ready` (the active list), `scheduled` (the scheduled set:
+/// every push lands there first, retries wait there), `inflight` (fetched by a worker), `dead`.
+pub const QUEUE_STATES: &[&str] = &["ready", "scheduled", "inflight", "dead"];
+/// Unfinished job records in PostgreSQL, by state.
+pub const UNFINISHED_JOB_STATES: &[&str] = &["queued", "retrying", "running"];
+
+/// Reading the backlog must never hold up a scrape for long.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub struct QueueMetrics {
+    pub depth: IntGaugeVec,
+    pub live_workers: IntGaugeVec,
+    pub unfinished_jobs: IntGaugeVec,
+    pub oldest_pending_age: GaugeVec,
+}
+
+impl QueueMetrics {
+    pub(super) fn new(registry: &Registry) -> anyhow::Result<Self> {
+        let depth = IntGaugeVec::new(
+            Opts::new(
+                "queue_depth",
+                "Tasks in each apalis-redis queue by state, read from Redis at scrape time.",
+            ),
+            &["queue", "state"],
+        )?;
+        let live_workers = IntGaugeVec::new(
+            Opts::new(
+                "queue_live_workers",
+                "Workers whose apalis heartbeat on the queue is recent, read at scrape time.",
+            ),
+            &["queue"],
+        )?;
+        let unfinished_jobs = IntGaugeVec::new(
+            Opts::new(
+                "jobs_unfinished",
+                "Unfinished job records in PostgreSQL by current stage and state, at scrape time.",
+            ),
+            &["queue", "state"],
+        )?;
+        let oldest_pending_age = GaugeVec::new(
+            Opts::new(
+                "job_oldest_pending_age_seconds",
+                "How long the oldest runnable, not yet started job has waited (0 when none).",
+            ),
+            &["queue"],
+        )?;
+        for c in [&depth, &unfinished_jobs] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(live_workers.clone()))?;
+        registry.register(Box::new(oldest_pending_age.clone()))?;
+        Ok(Self {
+            depth,
+            live_workers,
+            unfinished_jobs,
+            oldest_pending_age,
+        })
+    }
+
+    /// Every queue × state at 0, so panels and alerts have a series before the first job.
+    pub(super) fn initialise(&self) {
+        for q in QueueName::ALL.map(QueueName::as_str) {
+            for s in QUEUE_STATES {
+                self.depth.with_label_values(&[q, s]).set(0);
+            }
+            for s in UNFINISHED_JOB_STATES {
+                self.unfinished_jobs.with_label_values(&[q, s]).set(0);
+            }
+            self.live_workers.with_label_values(&[q]).set(0);
+            self.oldest_pending_age.with_label_values(&[q]).set(0.0);
+        }
+    }
+}
+
+/// One queue's tasks by place in Redis.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub ready: i64,
+    pub scheduled: i64,
+    pub inflight: i64,
+    pub dead: i64,
+}
+
+/// Reads one queue's depth from the apalis-redis keys (`LLEN` active, `ZCARD` scheduled,
+/// `SCARD` dead, and `SCARD` of each registered worker's inflight set).
+pub async fn queue_depth(queues: &JobQueues, queue: QueueName) -> redis::RedisResult<QueueDepth> {
+    let config = queues.apalis_config(queue);
+    let mut conn = queues.connection();
+    let (ready, scheduled, dead, workers): (i64, i64, i64, Vec<String>) = redis::pipe()
+        .llen(config.active_jobs_list())
+        .zcard(config.scheduled_jobs_set())
+        .scard(config.dead_jobs_set())
+        // Stopped workers are never deregistered; the newest thousand is plenty.
+        .zrevrange(config.workers_set(), 0, 999)
+        .query_async(&mut conn)
+        .await?;
+    let mut pipe = redis::pipe();
+    for w in &workers {
+        pipe.scard(format!("{}:{w}", config.inflight_jobs_set()));
+    }
+    let inflight: Vec<i64> = if workers.is_empty() {
+        Vec::new()
+    } else {
+        pipe.query_async(&mut conn).await?
+    };
+    Ok(QueueDepth {
+        ready,
+        scheduled,
+        inflight: inflight.iter().sum(),
+        dead,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct UnfinishedRow {
+    stage: String,
+    state: String,
+    jobs: i64,
+    oldest_pending_s: f64,
+}
+
+impl Metrics {
+    /// Refreshes the queue gauges from Redis and PostgreSQL (called at scrape time). A failed read
+    /// leaves the last values and counts the error.
+    pub async fn observe_queues(&self, queues: &JobQueues, db: &PgPool) {
+        let redis_side = async {
+            for queue in QueueName::ALL {
+                let q = queue.as_str();
+                match queue_depth(queues, queue).await {
+                    Ok(d) => {
+                        for (state, n) in [
+                            ("ready", d.ready),
+                            ("scheduled", d.scheduled),
+                            ("inflight", d.inflight),
+                            ("dead", d.dead),
+                        ] {
+                            self.queues.depth.with_label_values(&[q, state]).set(n);
+                        }
+                    }
+                    Err(e) => self.redis_error("queue_stats", &e),
+                }
+                match queues.live_workers(queue).await {
+                    Ok(n) => self
+                        .queues
+                        .live_workers
+                        .with_label_values(&[q])
+                        .set(i64::try_from(n).unwrap_or(i64::MAX)),
+                    Err(e) => self.redis_error("queue_stats", &e),
+                }
+            }
+        };
+        let db_side = async {
+            let rows = self.db.time("queue_stats", unfinished_jobs(db)).await;
+            match rows {
+                Ok(rows) => self.set_unfinished(&rows),
+                Err(e) => tracing::warn!(error = %e, "failed to read job backlog for metrics"),
+            }
+        };
+        let both = async { futures::join!(redis_side, db_side) };
+        if tokio::time::timeout(READ_TIMEOUT, both).await.is_err() {
+            tracing::warn!("queue metrics took longer than {READ_TIMEOUT:?}; serving older values");
+        }
+    }
+
+    fn set_unfinished(&self, rows: &[UnfinishedRow]) {
+        self.queues.initialise_unfinished();
+        for q in QueueName::ALL.map(QueueName::as_str) {
+            let mine = rows.iter().filter(|r| r.stage == q);
+            let mut oldest: f64 = 0.0;
+            for r in mine {
+                if UNFINISHED_JOB_STATES.contains(&r.state.as_str()) {
+                    self.queues
+                        .unfinished_jobs
+                        .with_label_values(&[q, &r.state])
+                        .set(r.jobs);
+                }
+                oldest = oldest.max(r.oldest_pending_s);
+            }
+            self.queues
+                .oldest_pending_age
+                .with_label_values(&[q])
+                .set(oldest);
+        }
+    }
+}
+
+impl QueueMetrics {
+    fn initialise_unfinished(&self) {
+        for q in QueueName::ALL.map(QueueName::as_str) {
+            for s in UNFINISHED_JOB_STATES {
+                self.unfinished_jobs.with_label_values(&[q, s]).set(0);
+            }
+        }
+    }
+}
+
+/// Unfinished jobs per stage and state, with the wait of the oldest one that could run now
+/// (queued or retrying and due). Uses the `(state, updated_at)` index.
+async fn unfinished_jobs(db: &PgPool) -> sqlx::Result<Vec<UnfinishedRow>> {
+    sqlx::query_as(
+        "SELECT stage, state, count(*)::int8 AS jobs, \
+           COALESCE(EXTRACT(EPOCH FROM now() - min(COALESCE(run_after, updated_at)) \
+             FILTER (WHERE state IN ('queued', 'retrying') AND COALESCE(run_after, updated_at) <= now())), 0)::float8 \
+             AS oldest_pending_s \
+         FROM jobs WHERE state IN ('queued', 'retrying', 'running') AND stage IS NOT NULL \
+         GROUP BY stage, state",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Unix time now, in seconds, for heartbeat gauges.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
