@@ -38,6 +38,7 @@ impl Application {
         let queue_names: Vec<&str> = QueueName::ALL.iter().map(|q| q.as_str()).collect();
         let metrics = Metrics::new(&queue_names)?;
         metrics.db.watch_pool(db.clone())?;
+        metrics.export_queue_gauges()?;
         let cache = Arc::new(
             LayeredCache::connect_lazy(
                 &config.redis_url,
@@ -47,7 +48,7 @@ impl Application {
         );
         tokio::spawn(events::run_subscriber(
             cache.clone(),
-            metrics.cache.subscriber_up.clone(),
+            metrics.export_subscriber_up()?,
             config.redis_url.clone(),
             keys.events_channel(),
         ));

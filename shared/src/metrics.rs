@@ -168,7 +168,8 @@ impl Metrics {
                 "cache_redis_errors_total",
                 "Redis errors met by the cache (served as misses).",
             )?,
-            subscriber_up: gauge(
+            // Registered only by the api (see `export_subscriber_up`): no other process subscribes.
+            subscriber_up: IntGauge::new(
                 "cache_subscriber_up",
                 "1 while the invalidation subscriber is subscribed, 0 while it is down.",
             )?,
@@ -285,21 +286,18 @@ impl Metrics {
                 "Time from saving a bookmark to its embedding being stored.",
                 SAVE_TO_READY_BUCKETS,
             )?,
-            worker_heartbeat: {
-                let g = Gauge::new(
-                    "worker_heartbeat_timestamp_seconds",
-                    "Unix time of the worker's last liveness tick (0 in the api and the clock).",
-                )?;
-                registry.register(Box::new(g.clone()))?;
-                g
-            },
+            // Registered only by workers (see `export_worker_heartbeat`).
+            worker_heartbeat: Gauge::new(
+                "worker_heartbeat_timestamp_seconds",
+                "Unix time of the worker's last liveness tick.",
+            )?,
             redis_errors: counter(
                 "redis_command_errors_total",
                 "Failed Redis commands outside the read cache, by component.",
                 &["component"],
             )?,
             db: DbMetrics::new(&registry)?,
-            queues: QueueMetrics::new(&registry)?,
+            queues: QueueMetrics::new()?,
             build_info: {
                 let g = IntGaugeVec::new(Opts::new("build_info", "Fuze build."), &["version"])?;
                 registry.register(Box::new(g.clone()))?;
@@ -337,7 +335,6 @@ impl Metrics {
         for c in REDIS_COMPONENTS {
             m.redis_errors.with_label_values(&[c]).reset();
         }
-        m.queues.initialise();
         m.observe_cache(&CacheStatsSnapshot {
             types: CacheType::ALL
                 .iter()
@@ -401,6 +398,29 @@ impl Metrics {
         );
         catch_up(&c.invalidations, stats.invalidations);
         catch_up(&c.redis_errors, stats.l2.errors);
+    }
+
+    /// Exports the invalidation subscriber's up/down gauge (processes that run the subscriber).
+    pub fn export_subscriber_up(&self) -> anyhow::Result<IntGauge> {
+        self.registry
+            .register(Box::new(self.cache.subscriber_up.clone()))?;
+        Ok(self.cache.subscriber_up.clone())
+    }
+
+    /// Exports the heartbeat gauge (worker processes, which tick it).
+    pub fn export_worker_heartbeat(&self) -> anyhow::Result<Gauge> {
+        self.registry
+            .register(Box::new(self.worker_heartbeat.clone()))?;
+        self.worker_heartbeat.set(unix_now());
+        Ok(self.worker_heartbeat.clone())
+    }
+
+    /// Exports the queue and backlog gauges, at 0 until the first [`Self::observe_queues`].
+    /// One kind of process (the api) is enough: the values are the same from everywhere.
+    pub fn export_queue_gauges(&self) -> anyhow::Result<()> {
+        self.queues.register(&self.registry)?;
+        self.queues.initialise();
+        Ok(())
     }
 
     /// Counts a failed Redis command of `component` (one of [`REDIS_COMPONENTS`]).

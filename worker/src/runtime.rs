@@ -78,7 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         cache: worker_cache(&config)?,
     });
     tokio::spawn(query_lane::serve(ctx.clone()));
-    tokio::spawn(heartbeat(metrics.clone()));
+    tokio::spawn(heartbeat(metrics.export_worker_heartbeat()?));
     tracing::info!(metrics_port, "worker ready");
 
     // Unique per process and per restart: apalis refuses a name whose heartbeat is still fresh.
@@ -133,13 +133,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Ticks on the job runtime (not the metrics thread), so a stuck runtime shows as a stale heartbeat
 /// even while `/metrics` still answers.
-async fn heartbeat(metrics: Metrics) {
+async fn heartbeat(gauge: prometheus::Gauge) {
     let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         tick.tick().await;
-        metrics
-            .worker_heartbeat
-            .set(fuze_shared::metrics::unix_now());
+        gauge.set(fuze_shared::metrics::unix_now());
     }
 }
 

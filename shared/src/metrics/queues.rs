@@ -27,7 +27,7 @@ pub struct QueueMetrics {
 }
 
 impl QueueMetrics {
-    pub(super) fn new(registry: &Registry) -> anyhow::Result<Self> {
+    pub(super) fn new() -> anyhow::Result<Self> {
         let depth = IntGaugeVec::new(
             Opts::new(
                 "queue_depth",
@@ -56,17 +56,20 @@ impl QueueMetrics {
             ),
             &["queue"],
         )?;
-        for c in [&depth, &unfinished_jobs] {
-            registry.register(Box::new(c.clone()))?;
-        }
-        registry.register(Box::new(live_workers.clone()))?;
-        registry.register(Box::new(oldest_pending_age.clone()))?;
         Ok(Self {
             depth,
             live_workers,
             unfinished_jobs,
             oldest_pending_age,
         })
+    }
+
+    pub(super) fn register(&self, registry: &Registry) -> anyhow::Result<()> {
+        registry.register(Box::new(self.depth.clone()))?;
+        registry.register(Box::new(self.live_workers.clone()))?;
+        registry.register(Box::new(self.unfinished_jobs.clone()))?;
+        registry.register(Box::new(self.oldest_pending_age.clone()))?;
+        Ok(())
     }
 
     /// Every queue × state at 0, so panels and alerts have a series before the first job.
