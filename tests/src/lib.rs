@@ -2,14 +2,17 @@
 //! real api (in process) and real worker processes, and a local HTTP server with the pages to scrape.
 
 pub mod api;
+pub mod dashboard;
 pub mod env;
 pub mod pages;
+pub mod prometheus;
 pub mod redis_server;
 pub mod worker;
 
 pub use api::TestApi;
 pub use env::TestEnv;
 pub use pages::PageServer;
+pub use prometheus::PrometheusServer;
 pub use redis_server::RedisServer;
 pub use worker::WorkerProcess;
 
