@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn cursor_round_trips_and_rejects_garbage() {
         let c = FailedCursor {
-            updated_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap(),
+            updated_at: DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("valid time"),
             id: "01KAXYZ0000000000000000000".into(),
         };
         assert_eq!(FailedCursor::decode(&c.encode()), Some(c));
