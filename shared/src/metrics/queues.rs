@@ -177,34 +177,22 @@ impl Metrics {
         }
     }
 
+    /// Sets each series once (no reset to 0 first, which a concurrent scrape could see).
     fn set_unfinished(&self, rows: &[UnfinishedRow]) {
-        self.queues.initialise_unfinished();
         for q in QueueName::ALL.map(QueueName::as_str) {
-            let mine = rows.iter().filter(|r| r.stage == q);
-            let mut oldest: f64 = 0.0;
-            for r in mine {
-                if UNFINISHED_JOB_STATES.contains(&r.state.as_str()) {
-                    self.queues
-                        .unfinished_jobs
-                        .with_label_values(&[q, &r.state])
-                        .set(r.jobs);
-                }
-                oldest = oldest.max(r.oldest_pending_s);
+            let mine = || rows.iter().filter(move |r| r.stage == q);
+            for state in UNFINISHED_JOB_STATES {
+                let jobs = mine().find(|r| r.state == *state).map_or(0, |r| r.jobs);
+                self.queues
+                    .unfinished_jobs
+                    .with_label_values(&[q, state])
+                    .set(jobs);
             }
+            let oldest = mine().map(|r| r.oldest_pending_s).fold(0.0, f64::max);
             self.queues
                 .oldest_pending_age
                 .with_label_values(&[q])
                 .set(oldest);
-        }
-    }
-}
-
-impl QueueMetrics {
-    fn initialise_unfinished(&self) {
-        for q in QueueName::ALL.map(QueueName::as_str) {
-            for s in UNFINISHED_JOB_STATES {
-                self.unfinished_jobs.with_label_values(&[q, s]).set(0);
-            }
         }
     }
 }
