@@ -41,7 +41,6 @@ struct FailedQuery {
 struct QueueView {
     ready: Option<i64>,
     scheduled: Option<i64>,
-    inflight: Option<i64>,
     dead: Option<i64>,
     live_workers: Option<u64>,
 }
@@ -94,7 +93,7 @@ impl From<JobRecord> for FailedJob {
 
 #[derive(Serialize)]
 struct Overview {
-    /// Tasks per apalis-redis queue and place (ready, scheduled, inflight, dead).
+    /// Tasks per apalis-redis queue and place (ready, scheduled, dead).
     queues: BTreeMap<&'static str, QueueView>,
     /// Job records per current stage and state.
     jobs: BTreeMap<String, BTreeMap<String, i64>>,
@@ -120,7 +119,6 @@ async fn overview(
             QueueView {
                 ready: depth.map(|d| d.ready),
                 scheduled: depth.map(|d| d.scheduled),
-                inflight: depth.map(|d| d.inflight),
                 dead: depth.map(|d| d.dead),
                 live_workers,
             },

@@ -10,8 +10,10 @@ use super::Metrics;
 use crate::jobs::{JobQueues, QueueName};
 
 /// Where a task sits in apalis-redis: `ready` (the active list), `scheduled` (the scheduled set:
-/// every push lands there first, retries wait there), `inflight` (fetched by a worker), `dead`.
-pub const QUEUE_STATES: &[&str] = &["ready", "scheduled", "inflight", "dead"];
+/// every push lands there first, retries wait there), `dead`. There is no `inflight`: with
+/// `persist_results(false)` apalis never acknowledges, so its per-worker inflight sets only grow
+/// (every task a live worker ever fetched); running jobs come from the job records instead.
+pub const QUEUE_STATES: &[&str] = &["ready", "scheduled", "dead"];
 /// Unfinished job records in PostgreSQL, by state.
 pub const UNFINISHED_JOB_STATES: &[&str] = &["queued", "retrying", "running"];
 
@@ -92,36 +94,23 @@ impl QueueMetrics {
 pub struct QueueDepth {
     pub ready: i64,
     pub scheduled: i64,
-    pub inflight: i64,
     pub dead: i64,
 }
 
 /// Reads one queue's depth from the apalis-redis keys (`LLEN` active, `ZCARD` scheduled,
-/// `SCARD` dead, and `SCARD` of each registered worker's inflight set).
+/// `SCARD` dead) in one round trip.
 pub async fn queue_depth(queues: &JobQueues, queue: QueueName) -> redis::RedisResult<QueueDepth> {
     let config = queues.apalis_config(queue);
     let mut conn = queues.connection();
-    let (ready, scheduled, dead, workers): (i64, i64, i64, Vec<String>) = redis::pipe()
+    let (ready, scheduled, dead): (i64, i64, i64) = redis::pipe()
         .llen(config.active_jobs_list())
         .zcard(config.scheduled_jobs_set())
         .scard(config.dead_jobs_set())
-        // Stopped workers are never deregistered; the newest thousand is plenty.
-        .zrevrange(config.workers_set(), 0, 999)
         .query_async(&mut conn)
         .await?;
-    let mut pipe = redis::pipe();
-    for w in &workers {
-        pipe.scard(format!("{}:{w}", config.inflight_jobs_set()));
-    }
-    let inflight: Vec<i64> = if workers.is_empty() {
-        Vec::new()
-    } else {
-        pipe.query_async(&mut conn).await?
-    };
     Ok(QueueDepth {
         ready,
         scheduled,
-        inflight: inflight.iter().sum(),
         dead,
     })
 }
@@ -146,7 +135,6 @@ impl Metrics {
                         for (state, n) in [
                             ("ready", d.ready),
                             ("scheduled", d.scheduled),
-                            ("inflight", d.inflight),
                             ("dead", d.dead),
                         ] {
                             self.queues.depth.with_label_values(&[q, state]).set(n);
