@@ -160,9 +160,9 @@ ensure_prometheus() {
   if [ ! -e "$guard" ]; then
     printf '#!/bin/sh\nexit 101\n' | as_root tee "$guard" >/dev/null; as_root chmod 755 "$guard"; added=1
   fi
-  apt_install prometheus || { [ "$added" = 1 ] && as_root rm -f "$guard"; exit 1; }
-  [ "$added" = 1 ] && as_root rm -f "$guard"
-  # A package installed earlier without the guard may already run one.
+  apt_install prometheus || { if [ "$added" = 1 ]; then as_root rm -f "$guard"; fi; exit 1; }
+  if [ "$added" = 1 ]; then as_root rm -f "$guard"; fi
+  # The guard stops the package from starting the service now; also keep it off at boot.
   if [ -d /run/systemd/system ]; then
     as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
   elif command -v service >/dev/null; then
