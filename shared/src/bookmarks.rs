@@ -23,6 +23,17 @@ pub struct Bookmark {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A bookmark in a list page, with the headline of its analysis (empty until it is analysed).
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct ListedBookmark {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub bookmark: Bookmark,
+    pub tags: Vec<String>,
+    pub reading_time_s: Option<i32>,
+    pub quality_score: Option<f32>,
+}
+
 /// One bookmark with its extracted text and, on request, its embedding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BookmarkDetail {
@@ -35,6 +46,7 @@ pub struct BookmarkDetail {
 }
 
 // The user's own title wins over the scraped one.
+// Unqualified names that only `saved_content` has, so the list can join its analysis.
 const COLUMNS: &str = "id, url, COALESCE(title, scraped_title) AS title, notes, description, canonical_url, \
      status, error, embedding IS NOT NULL AS has_embedding, saved_at, updated_at";
 
@@ -137,11 +149,15 @@ pub async fn list(
     user_id: Uuid,
     after: Option<Cursor>,
     limit: u32,
-) -> sqlx::Result<Vec<Bookmark>> {
+) -> sqlx::Result<Vec<ListedBookmark>> {
+    // One query per page whatever its size: the analysis comes by a join, not a query per row.
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM saved_content WHERE user_id = $1 \
-         AND ($2::timestamptz IS NULL OR (saved_at, id) < ($2, $3)) \
-         ORDER BY saved_at DESC, id DESC LIMIT $4"
+        "SELECT {COLUMNS}, COALESCE(a.tags, '{{}}') AS tags, a.reading_time_s, \
+                a.quality_score AS quality_score \
+         FROM saved_content s LEFT JOIN content_analysis a ON a.content_id = s.id \
+         WHERE s.user_id = $1 \
+         AND ($2::timestamptz IS NULL OR (s.saved_at, s.id) < ($2, $3)) \
+         ORDER BY s.saved_at DESC, s.id DESC LIMIT $4"
     ))
     .bind(user_id)
     .bind(after.map(|c| c.saved_at))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use apalis::prelude::BoxDynError;
 use fuze_shared::{
     config::Config,
-    jobs::{EmbedJob, JobQueues, QueueName, ScrapeJob, queue::new_task_id},
+    jobs::{AnalyzeJob, EmbedJob, JobQueues, QueueName, ScrapeJob, queue::new_task_id},
 };
 use redis::AsyncCommands;
 use sqlx::{FromRow, PgPool};
@@ -85,6 +85,22 @@ pub async fn requeue_stale(
                     )
                     .await?;
             }
+            QueueName::Analyze => {
+                queues
+                    .push(
+                        queue,
+                        &task,
+                        &AnalyzeJob {
+                            job_id,
+                            user_id,
+                            bookmark_id,
+                        },
+                        None,
+                    )
+                    .await?;
+            }
+            // Warm jobs keep no record, so no record points at this queue.
+            QueueName::Warm => continue,
             QueueName::Embed => {
                 queues
                     .push(

@@ -2,11 +2,12 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
-    bookmarks::{self, Bookmark, Changes, Cursor},
-    cache::{Bytes, CacheType, CachedValue},
+    bookmarks::{self, Bookmark, Changes},
+    cache::{CacheType, CachedValue},
     domain::{BookmarkUrl, JobKind},
     events::{self, Event},
     jobs::{QueueName, ScrapeJob, queue::new_task_id, records},
+    views,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -15,7 +16,7 @@ use crate::{
     auth::AuthUser,
     error::ApiError,
     routes::{
-        common::{ListQuery, Page, optional_text, present},
+        common::{ListQuery, optional_text, present},
         jobs::JobView,
     },
     state::AppState,
@@ -162,20 +163,13 @@ async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (limit, after) = query.page(&state.config.api)?;
-    let key = format!(
-        "page:{limit}:{}",
-        after.map(|c| c.encode()).unwrap_or_default()
-    );
+    let key = views::bookmark_page_key(limit, after);
     let (page, _layer) = state
         .cache
         .get_or_load_value(CacheType::UserBookmarks, Some(user.0), &key, async {
-            let items = bookmarks::list(&state.db, user.0, after, limit).await?;
-            let page = Page::new(items, limit, |b| Cursor {
-                saved_at: b.saved_at,
-                id: b.id,
-            });
-            let json = serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.into()))?;
-            Ok::<_, ApiError>(Bytes::from(json))
+            views::bookmark_page(&state.db, user.0, limit, after)
+                .await
+                .map_err(ApiError::from_load)
         })
         .await?;
     Ok(cached_json(&req, page))

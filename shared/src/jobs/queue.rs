@@ -20,15 +20,24 @@ pub type WorkerStorage = WithCodec<RedisStorage<RawPayload>, PassThroughCodec>;
 pub enum QueueName {
     Scrape,
     Embed,
+    Analyze,
+    Warm,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 2] = [QueueName::Scrape, QueueName::Embed];
+    pub const ALL: [QueueName; 4] = [
+        QueueName::Scrape,
+        QueueName::Embed,
+        QueueName::Analyze,
+        QueueName::Warm,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Scrape => "scrape",
             Self::Embed => "embed",
+            Self::Analyze => "analyze",
+            Self::Warm => "warm",
         }
     }
 

@@ -1,11 +1,12 @@
-//! EmbedJob: embed the bookmark's title, description and main text, store the vector, finish the job.
+//! EmbedJob: embed the bookmark's title, description and main text, store the vector, hand the
+//! job to the analyze stage.
 //! Concurrent embed jobs share forward passes: the embedder thread batches what arrives together.
 
 use apalis::prelude::{BoxDynError, Data, TaskId};
 use fuze_shared::query_lane::{decode_vector, encode_vector};
 use fuze_shared::{
     bookmarks,
-    jobs::{EmbedJob, QueueName, RawPayload, records, records::Claimed},
+    jobs::{AnalyzeJob, EmbedJob, QueueName, RawPayload, records::Claimed},
 };
 use redis::AsyncCommands;
 
@@ -46,9 +47,14 @@ async fn embed(ctx: &JobContext, job: EmbedJob, _claimed: Claimed) -> Result<(),
             "the bookmark was deleted",
         ));
     }
-    records::succeed(&ctx.db, &job.job_id).await?;
+    // Searchable from here on; the analysis follows as the job's last stage.
     ctx.bookmarks_changed(job.user_id).await;
-    Ok(())
+    let next = AnalyzeJob {
+        job_id: job.job_id.clone(),
+        user_id: job.user_id,
+        bookmark_id: job.bookmark_id,
+    };
+    runner::hand_off(ctx, &job.job_id, QueueName::Analyze, &next).await
 }
 
 /// The cached embedding of `text`, or a fresh one (then cached for the configured TTL).
