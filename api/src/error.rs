@@ -17,6 +17,9 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    /// The resource exists but is still being produced (409; poll again later).
+    #[error("{message}")]
+    NotReady { code: &'static str, message: String },
     #[error("request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("content type must be application/json")]
@@ -44,9 +47,19 @@ impl ApiError {
         }
     }
 
+    /// A failed load of a cached view: a database timeout stays a 503, anything else is a 500.
+    pub fn from_load(e: anyhow::Error) -> Self {
+        match e.downcast::<sqlx::Error>() {
+            Ok(db) => db.into(),
+            Err(other) => Self::Internal(other),
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest { code, .. } | Self::Unprocessable { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::Unprocessable { code, .. }
+            | Self::NotReady { code, .. } => code,
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
             Self::Conflict(_) => "conflict",
@@ -73,7 +86,7 @@ impl ResponseError for ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::NotReady { .. } => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -11,7 +11,7 @@ use actix_web::{
 };
 use anyhow::Context;
 use fuze_shared::{
-    cache::{CacheConfig, LayeredCache},
+    cache::{DedupConfig, LayeredCache, RequestDedup},
     config::Config,
     db,
     jobs::{JobQueues, QueueName},
@@ -40,11 +40,8 @@ impl Application {
         metrics.db.watch_pool(db.clone())?;
         metrics.export_queue_gauges()?;
         let cache = Arc::new(
-            LayeredCache::connect_lazy(
-                &config.redis_url,
-                CacheConfig::with_prefix(config.redis_prefix.clone()),
-            )
-            .context("invalid REDIS_URL")?,
+            LayeredCache::connect_lazy(&config.redis_url, config.cache.clone())
+                .context("invalid REDIS_URL")?,
         );
         tokio::spawn(events::run_subscriber(
             cache.clone(),
@@ -57,6 +54,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = config.api.workers.max(1);
         let body_limit = config.api.max_body_bytes;
+        let dedup_window = config.api.dedup_window;
         let lane = QueryLane::start(redis.clone(), &keys, config.redis_url.clone());
         let state = web::Data::new(AppState {
             config,
@@ -67,6 +65,10 @@ impl Application {
             metrics,
             cache,
             lane,
+            recommend_dedup: RequestDedup::new(DedupConfig {
+                window: dedup_window,
+                ..DedupConfig::default()
+            }),
         });
 
         let server = HttpServer::new(move || {

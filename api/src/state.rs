@@ -3,11 +3,17 @@
 use std::sync::Arc;
 
 use fuze_shared::{
-    cache::LayeredCache, config::Config, jobs::JobQueues, keys::Keys, metrics::Metrics,
+    cache::{LayeredCache, RequestDedup},
+    config::Config,
+    jobs::JobQueues,
+    keys::Keys,
+    metrics::Metrics,
     query_lane::QueryLane,
 };
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
+
+use crate::routes::recommendations::Answer;
 
 pub struct AppState {
     pub config: Config,
@@ -20,4 +26,6 @@ pub struct AppState {
     pub cache: Arc<LayeredCache>,
     /// Query embeddings from the workers.
     pub lane: QueryLane,
+    /// Absorbs repeated recommendation requests (double clicks).
+    pub recommend_dedup: RequestDedup<Answer>,
 }

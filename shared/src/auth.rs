@@ -78,6 +78,31 @@ pub async fn user_for_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<U
         .await
 }
 
+/// Records that the user started a session now.
+pub async fn touch_session(pool: &PgPool, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET last_seen_at = now() WHERE id = $1")
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// Up to `limit` users seen within `within`, most recent first.
+pub async fn recently_seen_users(
+    pool: &PgPool,
+    within: std::time::Duration,
+    limit: u32,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM users WHERE last_seen_at > now() - make_interval(secs => $1) \
+         ORDER BY last_seen_at DESC LIMIT $2",
+    )
+    .bind(within.as_secs_f64())
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

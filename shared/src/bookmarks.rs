@@ -23,6 +23,17 @@ pub struct Bookmark {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A bookmark in a list page, with the headline of its analysis (empty until it is analysed).
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+pub struct ListedBookmark {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub bookmark: Bookmark,
+    pub tags: Vec<String>,
+    pub reading_time_s: Option<i32>,
+    pub quality_score: Option<f32>,
+}
+
 /// One bookmark with its extracted text and, on request, its embedding.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BookmarkDetail {
@@ -35,8 +46,32 @@ pub struct BookmarkDetail {
 }
 
 // The user's own title wins over the scraped one.
+// Unqualified names that only `saved_content` has, so the list can join its analysis.
 const COLUMNS: &str = "id, url, COALESCE(title, scraped_title) AS title, notes, description, canonical_url, \
      status, error, embedding IS NOT NULL AS has_embedding, saved_at, updated_at";
+
+/// The user's saved URL hashes, sorted (read from the `(user_id, url_hash)` unique index).
+pub async fn url_hashes(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<Vec<Vec<u8>>> {
+    sqlx::query_scalar("SELECT url_hash FROM saved_content WHERE user_id = $1 ORDER BY url_hash")
+        .bind(user_id)
+        .fetch_all(db)
+        .await
+}
+
+/// The user's bookmark of a normalized URL, if saved.
+pub async fn find_by_hash(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    url_hash: &[u8],
+) -> sqlx::Result<Option<Bookmark>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM saved_content WHERE user_id = $1 AND url_hash = $2"
+    ))
+    .bind(user_id)
+    .bind(url_hash)
+    .fetch_optional(db)
+    .await
+}
 
 /// Inserts the bookmark unless this user already saved the same normalized URL.
 /// Returns the bookmark and whether it was created now.
@@ -137,11 +172,15 @@ pub async fn list(
     user_id: Uuid,
     after: Option<Cursor>,
     limit: u32,
-) -> sqlx::Result<Vec<Bookmark>> {
+) -> sqlx::Result<Vec<ListedBookmark>> {
+    // One query per page whatever its size: the analysis comes by a join, not a query per row.
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM saved_content WHERE user_id = $1 \
-         AND ($2::timestamptz IS NULL OR (saved_at, id) < ($2, $3)) \
-         ORDER BY saved_at DESC, id DESC LIMIT $4"
+        "SELECT {COLUMNS}, COALESCE(a.tags, '{{}}') AS tags, a.reading_time_s, \
+                a.quality_score AS quality_score \
+         FROM saved_content s LEFT JOIN content_analysis a ON a.content_id = s.id \
+         WHERE s.user_id = $1 \
+         AND ($2::timestamptz IS NULL OR (s.saved_at, s.id) < ($2, $3)) \
+         ORDER BY s.saved_at DESC, s.id DESC LIMIT $4"
     ))
     .bind(user_id)
     .bind(after.map(|c| c.saved_at))
@@ -306,24 +345,26 @@ pub async fn text_to_embed(
     }))
 }
 
+/// Stores the vector and marks the bookmark ready. Returns the seconds since it was saved (the
+/// save -> ready latency), or `None` when the bookmark is gone.
 pub async fn store_embedding(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     id: Uuid,
     embedding: &[f32],
     model: &str,
-) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+) -> sqlx::Result<Option<f64>> {
+    sqlx::query_scalar(
         "UPDATE saved_content SET embedding = $3, embedding_model = $4, status = 'ready', error = NULL, \
-         updated_at = now() WHERE user_id = $1 AND id = $2",
+         updated_at = now() WHERE user_id = $1 AND id = $2 \
+         RETURNING EXTRACT(EPOCH FROM clock_timestamp() - saved_at)::float8",
     )
     .bind(user_id)
     .bind(id)
     .bind(Vector::from(embedding.to_vec()))
     .bind(model)
-    .execute(db)
-    .await?;
-    Ok(done.rows_affected() > 0)
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn mark_failed(

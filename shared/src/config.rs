@@ -5,6 +5,8 @@ use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::{Context, anyhow};
 
+use crate::cache::{CacheConfig, CacheType};
+
 /// All settings of every Fuze process; each process reads the parts it needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -19,6 +21,9 @@ pub struct Config {
     pub scraper: ScraperConfig,
     pub embed: EmbedderConfig,
     pub ttl: TtlConfig,
+    /// The layered read cache: per-type TTLs, L1 bounds, L2 compression (the key prefix is
+    /// `redis_prefix`).
+    pub cache: CacheConfig,
     pub clock: ClockConfig,
 }
 
@@ -45,6 +50,10 @@ pub struct ApiConfig {
     pub search_limit_max: u32,
     /// How long a search waits for a worker to embed its query before falling back to keywords.
     pub query_embed_timeout: Duration,
+    /// Most recommendations per request.
+    pub recommend_limit_max: u32,
+    /// Repeats of the same submission within this window share one piece of work.
+    pub dedup_window: Duration,
     /// Suggested delay between two polls of a job that is not finished.
     pub job_poll_interval: Duration,
 }
@@ -72,6 +81,7 @@ pub struct WorkerConfig {
     pub clock_metrics_port: u16,
     pub scrape_concurrency: usize,
     pub embed_concurrency: usize,
+    pub analyze_concurrency: usize,
     /// Safety-net fetch interval; pushes also wake workers through pub/sub.
     pub poll_interval: Duration,
     pub heartbeat_interval: Duration,
@@ -160,6 +170,14 @@ pub struct ClockConfig {
     pub reconcile_schedule: String,
     /// A queued job is only checked once it has waited this long.
     pub stale_after: Duration,
+    /// When the clock warms the caches of the most active users (six-field cron).
+    pub warm_schedule: String,
+    /// How many of the most recently seen users a scheduled or admin warm-up covers.
+    pub warm_max_users: u32,
+    /// Users seen within this window count as active.
+    pub warm_active_within: Duration,
+    /// A user's session warm-up runs at most once per this window (page reloads do not pile up).
+    pub warm_session_cooldown: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -178,10 +196,12 @@ impl Config {
     /// Builds the configuration from any variable source (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let env = Env(&get);
+        let redis_prefix = env.string("FUZE_REDIS_PREFIX", "fuze");
         Ok(Self {
             database_url: env.string("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/fuze"),
             redis_url: env.string("REDIS_URL", "redis://127.0.0.1:6379"),
-            redis_prefix: env.string("FUZE_REDIS_PREFIX", "fuze"),
+            cache: cache_config(&env, &redis_prefix)?,
+            redis_prefix,
             api: ApiConfig {
                 host: env.string("FUZE_API_HOST", "127.0.0.1"),
                 port: env.parse("FUZE_API_PORT", 8080)?,
@@ -200,6 +220,8 @@ impl Config {
                 max_query_chars: env.parse("FUZE_MAX_QUERY_CHARS", 500)?,
                 search_limit_max: env.parse("FUZE_SEARCH_LIMIT_MAX", 50)?,
                 query_embed_timeout: env.millis("FUZE_QUERY_EMBED_TIMEOUT_MS", 500)?,
+                recommend_limit_max: env.parse("FUZE_RECOMMEND_LIMIT_MAX", 50)?,
+                dedup_window: env.millis("FUZE_DEDUP_WINDOW_MS", 2_000)?,
             },
             db: DbConfig {
                 max_connections: env.parse("FUZE_DB_MAX_CONNECTIONS", 10)?,
@@ -218,6 +240,7 @@ impl Config {
                 clock_metrics_port: env.parse("FUZE_CLOCK_METRICS_PORT", 9102)?,
                 scrape_concurrency: env.parse("FUZE_SCRAPE_CONCURRENCY", 8)?,
                 embed_concurrency: env.parse("FUZE_EMBED_CONCURRENCY", 32)?,
+                analyze_concurrency: env.parse("FUZE_ANALYZE_CONCURRENCY", 4)?,
                 poll_interval: env.millis("FUZE_WORKER_POLL_INTERVAL_MS", 100)?,
                 heartbeat_interval: env.millis("FUZE_WORKER_HEARTBEAT_MS", 2_000)?,
                 missed_heartbeats: env.parse("FUZE_WORKER_MISSED_HEARTBEATS", 5)?,
@@ -255,9 +278,37 @@ impl Config {
             clock: ClockConfig {
                 reconcile_schedule: env.string("FUZE_CLOCK_RECONCILE_SCHEDULE", "*/30 * * * * *"),
                 stale_after: env.secs("FUZE_CLOCK_STALE_AFTER_S", 60)?,
+                warm_schedule: env.string("FUZE_CLOCK_WARM_SCHEDULE", "0 */10 * * * *"),
+                warm_max_users: env.parse("FUZE_WARM_MAX_USERS", 100)?,
+                warm_active_within: env.secs("FUZE_WARM_ACTIVE_WITHIN_S", 7 * 24 * 3600)?,
+                warm_session_cooldown: env.secs("FUZE_WARM_SESSION_COOLDOWN_S", 60)?,
             },
         })
     }
+}
+
+/// Cache settings: `FUZE_TTL_<TYPE>_S` per cache type, `FUZE_L1_*` bounds, L2 compression.
+fn cache_config<F: Fn(&str) -> Option<String>>(
+    env: &Env<'_, F>,
+    prefix: &str,
+) -> anyhow::Result<CacheConfig> {
+    let mut c = CacheConfig::with_prefix(prefix);
+    for ty in CacheType::ALL {
+        let name = format!("FUZE_TTL_{}_S", ty.env_name());
+        let ttl = env.secs(&name, c.ttl(ty).as_secs())?;
+        anyhow::ensure!(!ttl.is_zero(), "{name} must be at least 1 second");
+        c.set_ttl(ty, ttl);
+    }
+    c.l1.max_entries = env.parse("FUZE_L1_MAX_ENTRIES", c.l1.max_entries)?;
+    c.l1.max_bytes = env.parse("FUZE_L1_MAX_BYTES", c.l1.max_bytes)?;
+    c.l1.max_entry_bytes = env.parse("FUZE_L1_MAX_ENTRY_BYTES", c.l1.max_entry_bytes)?;
+    c.l1.max_ttl = env.secs("FUZE_L1_MAX_TTL_S", c.l1.max_ttl.as_secs())?;
+    c.l2.compress_threshold = env.parse(
+        "FUZE_CACHE_COMPRESS_THRESHOLD_BYTES",
+        c.l2.compress_threshold,
+    )?;
+    c.l2.op_timeout = env.millis("FUZE_CACHE_REDIS_TIMEOUT_MS", c.l2.op_timeout)?;
+    Ok(c)
 }
 
 /// A default for a millisecond variable, given as a number or a `Duration`.

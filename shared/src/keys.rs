@@ -38,6 +38,16 @@ impl Keys {
     }
 
     /// Pub/sub channel on which pushes wake idle workers.
+    /// Set while a user's session warm-up is cooling down (`SET NX PX`).
+    pub fn warm_user_guard(&self, user_id: uuid::Uuid) -> String {
+        format!("{}:warm:user:{user_id}", self.prefix)
+    }
+
+    /// Set by the first clock that enqueues the warm-up of a cron tick (`SET NX EX`).
+    pub fn warm_tick(&self, tick_unix_s: u64) -> String {
+        format!("{}:warm:tick:{tick_unix_s}", self.prefix)
+    }
+
     pub fn wake_channel(&self) -> String {
         format!("{}:wake", self.prefix)
     }

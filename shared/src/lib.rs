@@ -7,13 +7,17 @@
 //! - [`db`], [`bookmarks`]: PostgreSQL pool, migrations, bookmark storage
 //! - [`search`]: per-user nearest-neighbour search over bookmark embeddings
 //! - [`projects`]: project and task storage
+//! - [`analysis`]: content analyses: keywords, tags, reading time, quality
+//! - [`recommend`]: recommendations: candidates, ranking, near-duplicate removal
 //! - [`query_lane`]: query embeddings from the workers, request/reply over Redis
 //! - [`redis_conn`], [`keys`]: Redis connections and key names
 //! - [`jobs`]: job payloads, queues, status records, retries, wake-ups
 //! - [`events`]: cache invalidation events
 //! - [`metrics`]: Prometheus registry
 //! - [`telemetry`]: logging setup
+//! - [`views`]: the cached JSON views and their keys, shared by the api and the warm job
 
+pub mod analysis;
 pub mod auth;
 pub mod bookmarks;
 pub mod cache;
@@ -26,6 +30,8 @@ pub mod keys;
 pub mod metrics;
 pub mod projects;
 pub mod query_lane;
+pub mod recommend;
 pub mod redis_conn;
 pub mod search;
 pub mod telemetry;
+pub mod views;

@@ -143,7 +143,7 @@ async fn failed_jobs_are_listed_with_errors_and_a_retry_makes_them_succeed() {
         .filter_map(|j| j["id"].as_str())
         .collect();
     assert_eq!(ids, vec![gone.as_str()], "{after}");
-    assert_eq!(after["jobs"]["embed"]["succeeded"], 1, "{after}");
+    assert_eq!(after["jobs"]["analyze"]["succeeded"], 1, "{after}");
 
     // Only failed jobs can be retried; unknown ids are 404.
     let (status, body) = retry(&api, &flaky, ADMIN).await;

@@ -169,3 +169,83 @@ async fn a_killed_subscription_flushes_l1() {
     redis.kill();
     assert_eq!(list(&api, &token).await["items"], serde_json::json!([]));
 }
+
+/// `fuze_jobs_finished_total{outcome="succeeded",queue="scrape"}` of one worker.
+fn scrapes_done(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("fuze_jobs_finished_total{outcome=\"succeeded\",queue=\"scrape\"} ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_apis_and_two_workers_share_the_work_and_stay_coherent() {
+    let env = TestEnv::new().await;
+    let pages = PageServer::start().await;
+    let a = TestApi::spawn(&env, &[]).await;
+    let b = TestApi::spawn(&env, &[]).await;
+    // One scrape at a time per worker and slow pages: six saves at once need both workers.
+    let vars = [
+        ("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true"),
+        ("FUZE_SCRAPE_CONCURRENCY", "1"),
+    ];
+    let w1 = WorkerProcess::spawn(&env, &vars).await;
+    let w2 = WorkerProcess::spawn(&env, &vars).await;
+    let (_, alice) = env.user().await;
+
+    // Both instances cache Alice's (empty) list first.
+    for api in [&a, &b] {
+        assert_eq!(list(api, &alice).await["items"], serde_json::json!([]));
+    }
+    let mut jobs = Vec::new();
+    for i in 0..6 {
+        let api = if i % 2 == 0 { &a } else { &b };
+        let (status, saved) = api
+            .save(&alice, &pages.url(&format!("/slow/300/page{i}")))
+            .await;
+        assert_eq!(status, 202, "{saved}");
+        jobs.push(saved["job"]["id"].as_str().expect("id").to_owned());
+    }
+    for job in &jobs {
+        let done = a.wait_for_job(&alice, job, Duration::from_secs(60)).await;
+        assert_eq!(done["state"], "succeeded", "{done}");
+    }
+    let (m1, m2) = (w1.metrics().await, w2.metrics().await);
+    let (d1, d2) = (scrapes_done(&m1), scrapes_done(&m2));
+    assert_eq!(d1 + d2, 6.0, "each job scraped once");
+    assert!(
+        d1 >= 1.0 && d2 >= 1.0,
+        "both workers took work: {d1} / {d2}"
+    );
+
+    // The workers' writes reached both instances' cached lists.
+    for api in [&a, &b] {
+        until_list(api, &alice, |l| {
+            l["items"].as_array().is_some_and(|items| {
+                items.len() == 6 && items.iter().all(|i| i["status"] == "ready")
+            })
+        })
+        .await;
+    }
+    // An edit through B is visible through A.
+    let listed = list(&a, &alice).await;
+    let id = listed["items"][0]["id"].as_str().expect("id").to_owned();
+    let res = b
+        .patch(&format!("/api/v1/bookmarks/{id}"), &alice)
+        .json(&serde_json::json!({"title": "renamed through B"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(res.status(), 200);
+    let waited = until_list(&a, &alice, |l| {
+        l["items"][0]["title"] == "renamed through B"
+    })
+    .await;
+    assert!(
+        waited < Duration::from_secs(1),
+        "A saw B's edit after {waited:?}"
+    );
+}

@@ -81,8 +81,8 @@ async fn the_clock_re_enqueues_jobs_whose_task_was_lost() {
         .await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert_eq!(
-        job["total_attempts"], 2,
-        "one scrape and one embed run, no duplicates: {job}"
+        job["total_attempts"], 3,
+        "one scrape, one embed and one analyze run, no duplicates: {job}"
     );
     assert_eq!(pages.hits("/page/lost"), 1);
 

@@ -408,13 +408,13 @@ async fn transient_errors_retry_with_backoff_then_succeed() {
         Some(2.0),
         "{text}"
     );
-    // `attempts` counts the attempts of the job's current stage: it restarts at the hand-off to
-    // the embed stage, so the finished job reports the embed stage's single attempt.
-    assert_eq!(done["stage"], "embed", "{done}");
+    // `attempts` counts the attempts of the job's current stage: it restarts at each hand-off, so
+    // the finished job reports its last (analyze) stage's single attempt.
+    assert_eq!(done["stage"], "analyze", "{done}");
     assert_eq!(done["attempts"], 1, "{done}");
     assert_eq!(
-        done["total_attempts"], 4,
-        "three scrape runs and one embed run: {done}"
+        done["total_attempts"], 5,
+        "three scrape runs, one embed and one analyze run: {done}"
     );
     assert_embedded(&api, &token, &bookmark_id).await;
 }

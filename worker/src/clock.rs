@@ -1,6 +1,8 @@
 //! `fuze-worker clock`: the scheduler process (apalis-cron, six-field cron with seconds).
-//! Today it re-enqueues jobs whose task was lost (Redis restarted without persistence, a push that
-//! failed after its record was written); cache warming joins it with the read path.
+//! - Re-enqueues jobs whose task was lost (Redis restarted without persistence, a push that failed
+//!   after its record was written).
+//! - Enqueues a cache warm-up of the most recently seen users; with several clocks running, a
+//!   per-tick idempotency key lets exactly one of them enqueue each tick.
 
 use std::{str::FromStr, sync::Arc};
 
@@ -9,7 +11,7 @@ use apalis_cron::{CronScheduler, Tick};
 use fuze_shared::{
     config::Config,
     db,
-    jobs::{JobQueues, QueueName},
+    jobs::{JobQueues, QueueName, warm},
     keys::Keys,
     metrics::Metrics,
     redis_conn,
@@ -41,14 +43,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     )?;
     let schedule = cron::Schedule::from_str(&config.clock.reconcile_schedule)
         .map_err(|e| anyhow::anyhow!("invalid FUZE_CLOCK_RECONCILE_SCHEDULE: {e}"))?;
-    tracing::info!(metrics_port = port, schedule = %config.clock.reconcile_schedule, "clock ready");
+    let warm_schedule = cron::Schedule::from_str(&config.clock.warm_schedule)
+        .map_err(|e| anyhow::anyhow!("invalid FUZE_CLOCK_WARM_SCHEDULE: {e}"))?;
+    tracing::info!(
+        metrics_port = port,
+        reconcile = %config.clock.reconcile_schedule,
+        warm = %config.clock.warm_schedule,
+        "clock ready"
+    );
     let ctx = Arc::new(ClockContext { db, queues, config });
+    let warm_ctx = ctx.clone();
     Monitor::new()
         .register(move |restarts| {
             WorkerBuilder::new(format!("clock-reconcile-{restarts}"))
                 .backend(CronScheduler::new(schedule.clone()))
                 .data(ctx.clone())
                 .build(on_tick)
+        })
+        .register(move |restarts| {
+            WorkerBuilder::new(format!("clock-warm-{restarts}"))
+                .backend(CronScheduler::new(warm_schedule.clone()))
+                .data(warm_ctx.clone())
+                .build(on_warm_tick)
         })
         .should_restart(|_, _| true)
         .run_with_signal(shutdown_signal())
@@ -61,6 +77,17 @@ async fn on_tick(_tick: Tick, ctx: Data<Arc<ClockContext>>) -> Result<(), BoxDyn
     let requeued = reconcile::requeue_stale(&ctx.db, &ctx.queues, &ctx.config).await?;
     if requeued > 0 {
         tracing::warn!(requeued, "re-enqueued jobs whose task was lost");
+    }
+    Ok(())
+}
+
+/// The tick's scheduled time (not the time it fired) names it, so every clock agrees on the key.
+async fn on_warm_tick(tick: Tick, ctx: Data<Arc<ClockContext>>) -> Result<(), BoxDynError> {
+    if warm::request_tick(&ctx.queues, tick.get_timestamp()).await? {
+        tracing::info!(
+            tick = tick.get_timestamp(),
+            "enqueued the scheduled cache warm-up"
+        );
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{embed::Embedder, scrape::Scraper};
+use crate::{analyze::TagIndex, embed::Embedder, scrape::Scraper};
 
 pub struct JobContext {
     pub config: Config,
@@ -27,6 +27,8 @@ pub struct JobContext {
     pub embedder: Embedder,
     /// For invalidation only (generation bumps); workers keep no L1.
     pub cache: LayeredCache,
+    /// The tag vocabulary's embeddings, computed on first use.
+    pub tags: tokio::sync::OnceCell<Arc<TagIndex>>,
 }
 
 pub type SharedContext = Arc<JobContext>;

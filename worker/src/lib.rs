@@ -8,6 +8,7 @@
 //! - [`clock`], [`reconcile`]: the scheduler process and lost-task recovery
 //! - [`cli`]: `embed` and `extract` operator commands
 
+pub mod analyze;
 pub mod cli;
 pub mod clock;
 pub mod context;

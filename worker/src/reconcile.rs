@@ -6,7 +6,7 @@ use std::time::Duration;
 use apalis::prelude::BoxDynError;
 use fuze_shared::{
     config::Config,
-    jobs::{EmbedJob, JobQueues, QueueName, ScrapeJob, queue::new_task_id},
+    jobs::{JobQueues, QueueName, queue::new_task_id},
 };
 use redis::AsyncCommands;
 use sqlx::{FromRow, PgPool};
@@ -44,7 +44,8 @@ pub async fn requeue_stale(
     .await?;
     let mut requeued = 0;
     for job in candidates {
-        let Some(queue) = QueueName::parse(&job.stage) else {
+        // Warm jobs keep no record, so no record points at their queue.
+        let Some(queue) = QueueName::parse(&job.stage).filter(|q| *q != QueueName::Warm) else {
             continue;
         };
         let mut conn = queues.connection();
@@ -69,37 +70,9 @@ pub async fn requeue_stale(
         if taken.rows_affected() == 0 {
             continue;
         }
-        let (user_id, bookmark_id, job_id) = (job.user_id, job.bookmark_id, job.id.clone());
-        match queue {
-            QueueName::Scrape => {
-                queues
-                    .push(
-                        queue,
-                        &task,
-                        &ScrapeJob {
-                            job_id,
-                            user_id,
-                            bookmark_id,
-                        },
-                        None,
-                    )
-                    .await?;
-            }
-            QueueName::Embed => {
-                queues
-                    .push(
-                        queue,
-                        &task,
-                        &EmbedJob {
-                            job_id,
-                            user_id,
-                            bookmark_id,
-                        },
-                        None,
-                    )
-                    .await?;
-            }
-        }
+        queues
+            .push_stage(queue, &task, &job.id, job.user_id, job.bookmark_id)
+            .await?;
         requeued += 1;
     }
     Ok(requeued)

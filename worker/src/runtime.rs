@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Instant};
 
 use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
 use fuze_shared::{
-    cache::{CacheConfig, L1Config, LayeredCache},
+    cache::{L1Config, LayeredCache},
     config::Config,
     db,
     jobs::{
@@ -76,6 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         scraper,
         embedder,
         cache: worker_cache(&config)?,
+        tags: tokio::sync::OnceCell::new(),
     });
     tokio::spawn(query_lane::serve(ctx.clone()));
     tokio::spawn(heartbeat(metrics.export_worker_heartbeat()?));
@@ -97,7 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         })
         .register({
-            let (ctx, queues, hub) = (ctx.clone(), queues.clone(), hub.clone());
+            let (ctx, queues, hub, instance) = (ctx.clone(), queues.clone(), hub.clone(), instance.clone());
             move |restarts| {
                 let strategy = WakeOrInterval::new(hub.subscribe(QueueName::Embed), poll);
                 WorkerBuilder::new(format!("embed-{instance}-{restarts}"))
@@ -107,11 +108,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     .build(jobs::embed::handle)
             }
         })
+        .register({
+            let (ctx, queues, hub) = (ctx.clone(), queues.clone(), hub.clone());
+            let instance = instance.clone();
+            move |restarts| {
+                let strategy = WakeOrInterval::new(hub.subscribe(QueueName::Analyze), poll);
+                WorkerBuilder::new(format!("analyze-{instance}-{restarts}"))
+                    .backend(queues.storage(QueueName::Analyze).poll_with_strategy(strategy))
+                    .concurrency(ctx.config.worker.analyze_concurrency.max(1))
+                    .data(ctx.clone())
+                    .build(jobs::analyze::handle)
+            }
+        })
+        .register({
+            let (ctx, queues, hub) = (ctx.clone(), queues.clone(), hub.clone());
+            let instance = instance.clone();
+            move |restarts| {
+                let strategy = WakeOrInterval::new(hub.subscribe(QueueName::Warm), poll);
+                WorkerBuilder::new(format!("warm-{instance}-{restarts}"))
+                    .backend(queues.storage(QueueName::Warm).poll_with_strategy(strategy))
+                    .concurrency(1)
+                    .data(ctx.clone())
+                    .build(jobs::warm::handle)
+            }
+        })
         .should_restart({
             let metrics = metrics.clone();
             move |worker, error| {
                 // Any Redis error ends an apalis worker; restart it under a new name.
-                let queue = if worker.name().starts_with("scrape") { "scrape" } else { "embed" };
+                let queue = worker.name().split('-').next().unwrap_or("unknown");
                 metrics.worker_restarts.with_label_values(&[queue]).inc();
                 tracing::warn!(worker = worker.name(), error = %error, "worker stopped; restarting");
                 true
@@ -145,7 +170,7 @@ const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The worker writes; it only needs the cache to bump users' generations, so no L1.
 fn worker_cache(config: &Config) -> anyhow::Result<LayeredCache> {
-    let mut cache_config = CacheConfig::with_prefix(config.redis_prefix.clone());
+    let mut cache_config = config.cache.clone();
     cache_config.l1 = L1Config::disabled();
     Ok(LayeredCache::connect_lazy(&config.redis_url, cache_config)?)
 }

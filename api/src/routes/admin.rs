@@ -1,15 +1,20 @@
 //! Admin endpoints (admin token from `FUZE_ADMIN_TOKEN`).
 
 use actix_web::{HttpResponse, web};
-use fuze_shared::auth::{self, CreateUserError};
+use fuze_shared::{
+    auth::{self, CreateUserError},
+    jobs::warm,
+};
 use serde::Deserialize;
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::{auth::Admin, error::ApiError, state::AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/users", web::post().to(create_user))
-        .route("/admin/cache/stats", web::get().to(cache_stats));
+        .route("/admin/cache/stats", web::get().to(cache_stats))
+        .route("/admin/cache/warm", web::post().to(warm_caches));
 }
 
 #[derive(Deserialize)]
@@ -37,4 +42,27 @@ async fn create_user(
 /// Hits and misses per layer and type, L1 entries and bytes, invalidations and flushes.
 async fn cache_stats(state: web::Data<AppState>, _admin: Admin) -> HttpResponse {
     HttpResponse::Ok().json(state.cache.stats())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WarmRequest {
+    /// One user; omitted: the most recently seen users (`FUZE_WARM_MAX_USERS`).
+    user_id: Option<Uuid>,
+}
+
+/// Enqueues a cache warm-up (for a system cron, or by hand). 202: a worker does the work.
+async fn warm_caches(
+    state: web::Data<AppState>,
+    _admin: Admin,
+    body: Option<web::Json<WarmRequest>>,
+) -> Result<HttpResponse, ApiError> {
+    let user_id = body.map(|b| b.into_inner()).unwrap_or_default().user_id;
+    warm::push(&state.queues, user_id, "admin")
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "could not enqueue a warm-up");
+            ApiError::Unavailable("the job queue is unavailable; retry shortly")
+        })?;
+    Ok(HttpResponse::Accepted().json(json!({ "enqueued": true, "user_id": user_id })))
 }

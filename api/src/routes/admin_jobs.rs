@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use fuze_shared::{
     events::{self, Event},
     jobs::{
-        EmbedJob, JobRecord, QueueName, ScrapeJob,
+        JobRecord, QueueName,
         admin::{self, FailedCursor},
         queue::new_task_id,
     },
@@ -200,7 +200,10 @@ async fn retry(
     let (Some(user_id), Some(bookmark_id), Some(queue)) = (
         job.user_id,
         job.bookmark_id,
-        job.stage.as_deref().and_then(QueueName::parse),
+        job.stage
+            .as_deref()
+            .and_then(QueueName::parse)
+            .filter(|q| *q != QueueName::Warm),
     ) else {
         tx.rollback().await?;
         return Err(ApiError::Conflict(
@@ -208,24 +211,10 @@ async fn retry(
         ));
     };
     tx.commit().await?;
-    let pushed = match queue {
-        QueueName::Scrape => {
-            let payload = ScrapeJob {
-                job_id: job.id.clone(),
-                user_id,
-                bookmark_id,
-            };
-            state.queues.push(queue, &task, &payload, None).await
-        }
-        QueueName::Embed => {
-            let payload = EmbedJob {
-                job_id: job.id.clone(),
-                user_id,
-                bookmark_id,
-            };
-            state.queues.push(queue, &task, &payload, None).await
-        }
-    };
+    let pushed = state
+        .queues
+        .push_stage(queue, &task, &job.id, user_id, bookmark_id)
+        .await;
     if let Err(e) = pushed {
         // The record says queued, so the clock's reconciler enqueues it once Redis is back.
         tracing::error!(error = ?e, job = %job.id, "retry enqueue failed");

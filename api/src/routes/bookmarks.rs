@@ -2,11 +2,12 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
-    bookmarks::{self, Bookmark, Changes, Cursor},
-    cache::{Bytes, CacheType, CachedValue},
+    bookmarks::{self, Bookmark, Changes},
+    cache::{CacheType, CachedValue},
     domain::{BookmarkUrl, JobKind},
     events::{self, Event},
     jobs::{QueueName, ScrapeJob, queue::new_task_id, records},
+    views,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -15,7 +16,7 @@ use crate::{
     auth::AuthUser,
     error::ApiError,
     routes::{
-        common::{ListQuery, Page, optional_text, present},
+        common::{ListQuery, optional_text, present},
         jobs::JobView,
     },
     state::AppState,
@@ -59,8 +60,12 @@ async fn save(
     let title = optional_text("title", body.title.as_deref(), limits.max_title_chars)?;
     let notes = optional_text("notes", body.notes.as_deref(), limits.max_notes_chars)?;
 
-    let mut tx = state.metrics.db.begin(&state.db).await?;
     let hash = url.hash();
+    if let Some(bookmark) = saved_before(&state, user.0, &hash).await? {
+        return already_saved(&state, bookmark).await;
+    }
+
+    let mut tx = state.metrics.db.begin(&state.db).await?;
     let inserted = bookmarks::insert_or_get(
         &mut tx,
         user.0,
@@ -72,14 +77,7 @@ async fn save(
     let (bookmark, created) = state.metrics.db.time("bookmark_save", inserted).await?;
     if !created {
         tx.rollback().await?;
-        state
-            .metrics
-            .jobs_deduplicated
-            .with_label_values(&["scrape"])
-            .inc();
-        let job = records::latest_for_bookmark(&state.db, bookmark.id).await?;
-        let job = job.map(|j| JobView::new(j, &state));
-        return Ok(HttpResponse::Ok().json(SaveResponse { bookmark, job }));
+        return already_saved(&state, bookmark).await;
     }
 
     let job_id = new_task_id();
@@ -130,6 +128,47 @@ async fn save(
     }))
 }
 
+/// The user's bookmark of this URL if the cached set of their saved URLs has it. A cache that
+/// cannot answer is no answer: the insert below settles duplicates by the unique index anyway.
+async fn saved_before(
+    state: &AppState,
+    user_id: Uuid,
+    hash: &[u8],
+) -> Result<Option<Bookmark>, ApiError> {
+    let set = state
+        .cache
+        .get_or_load(
+            CacheType::UserBookmarks,
+            Some(user_id),
+            views::URL_SET_KEY,
+            views::url_set(&state.db, user_id),
+        )
+        .await;
+    match set {
+        // Deleted meanwhile, before the set was refreshed: saved anew below.
+        Ok((set, _layer)) if views::url_set_contains(&set, hash) => {
+            Ok(bookmarks::find_by_hash(&state.db, user_id, hash).await?)
+        }
+        Ok(_) => Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "saved-URL set unavailable");
+            Ok(None)
+        }
+    }
+}
+
+/// 200 with the existing bookmark and its latest job: a save of a URL the user already has.
+async fn already_saved(state: &AppState, bookmark: Bookmark) -> Result<HttpResponse, ApiError> {
+    state
+        .metrics
+        .jobs_deduplicated
+        .with_label_values(&["scrape"])
+        .inc();
+    let job = records::latest_for_bookmark(&state.db, bookmark.id).await?;
+    let job = job.map(|j| JobView::new(j, state));
+    Ok(HttpResponse::Ok().json(SaveResponse { bookmark, job }))
+}
+
 /// Best effort: if this fails too, the clock's reconciler enqueues the orphaned job later.
 async fn undo_save(state: &AppState, job_id: &str, bookmark_id: Uuid) {
     let undone = async {
@@ -168,20 +207,13 @@ async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (limit, after) = query.page(&state.config.api)?;
-    let key = format!(
-        "page:{limit}:{}",
-        after.map(|c| c.encode()).unwrap_or_default()
-    );
+    let key = views::bookmark_page_key(limit, after);
     let (page, _layer) = state
         .cache
         .get_or_load_value(CacheType::UserBookmarks, Some(user.0), &key, async {
-            let items = bookmarks::list(&state.db, user.0, after, limit).await?;
-            let page = Page::new(items, limit, |b| Cursor {
-                saved_at: b.saved_at,
-                id: b.id,
-            });
-            let json = serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.into()))?;
-            Ok::<_, ApiError>(Bytes::from(json))
+            views::bookmark_page(&state.db, user.0, limit, after)
+                .await
+                .map_err(ApiError::from_load)
         })
         .await?;
     Ok(cached_json(&req, page))

@@ -2,7 +2,9 @@
 //! bounded optional text.
 
 use fuze_shared::{bookmarks::Cursor, config::ApiConfig, domain::bounded_text};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
+
+pub use fuze_shared::views::Page;
 
 use crate::error::ApiError;
 
@@ -51,22 +53,6 @@ impl ListQuery {
             })
             .transpose()?;
         Ok((limit, after))
-    }
-}
-
-#[derive(Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// A full page may have a successor: its last item is the next cursor.
-    pub fn new(items: Vec<T>, limit: u32, cursor: impl Fn(&T) -> Cursor) -> Self {
-        let next_cursor = (items.len() == limit as usize)
-            .then(|| items.last().map(|last| cursor(last).encode()))
-            .flatten();
-        Self { items, next_cursor }
     }
 }
 

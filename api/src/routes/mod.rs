@@ -2,12 +2,15 @@
 
 mod admin;
 mod admin_jobs;
+mod analysis;
 mod bookmarks;
 mod common;
 mod health;
 mod jobs;
 mod projects;
+pub mod recommendations;
 mod search;
+mod session;
 
 use actix_web::{middleware::from_fn, web};
 
@@ -18,9 +21,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .wrap(from_fn(authenticate))
             .configure(bookmarks::configure)
+            .configure(analysis::configure)
             .configure(jobs::configure)
             .configure(projects::configure)
             .configure(search::configure)
+            .configure(recommendations::configure)
+            .configure(session::configure)
             .configure(admin::configure)
             .configure(admin_jobs::configure),
     )

@@ -139,7 +139,7 @@ async fn run(state: &AppState, user: AuthUser, q: &str, limit: u32) -> Result<By
 }
 
 /// From the shared embedding cache, else from a worker within the configured timeout.
-async fn query_embedding(state: &AppState, q: &str) -> Option<Vec<f32>> {
+pub(crate) async fn query_embedding(state: &AppState, q: &str) -> Option<Vec<f32>> {
     let key = state.keys.embedding(&state.config.embed.model_id(), q);
     let mut conn = state.redis.clone();
     if let Some(v) = query_lane::cached_embedding(&mut conn, &key, EMBEDDING_DIMENSIONS).await {

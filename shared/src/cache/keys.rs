@@ -53,6 +53,18 @@ impl CacheType {
         }
     }
 
+    /// The type's part of its configuration variable names (`FUZE_TTL_<this>_S`).
+    pub fn env_name(self) -> &'static str {
+        match self {
+            CacheType::Embedding => "EMBEDDING",
+            CacheType::Scraped => "SCRAPED",
+            CacheType::UserBookmarks => "USER_BOOKMARKS",
+            CacheType::Recommendations => "RECOMMENDATIONS",
+            CacheType::Analysis => "ANALYSIS",
+            CacheType::Query => "QUERY",
+        }
+    }
+
     /// Position in [`CacheType::ALL`], for per-type counter arrays.
     pub fn index(self) -> usize {
         self as usize

@@ -306,6 +306,29 @@ impl LayeredCache {
         );
     }
 
+    /// Loads a value ahead of demand into L2 (a warming job). The user's generation is read from
+    /// Redis *before* loading, never from memory: a write that lands meanwhile bumps it, so the
+    /// warmed value is unreachable rather than stale. Returns false when Redis could not tell the
+    /// generation (nothing is loaded then).
+    pub async fn warm<E>(
+        &self,
+        ty: CacheType,
+        user: Option<Uuid>,
+        key: &str,
+        loader: impl Future<Output = Result<Bytes, E>>,
+    ) -> Result<bool, E> {
+        let l2_key = match user {
+            None => self.keys.shared(ty, key),
+            Some(user) => match self.l2.get_counter(&self.keys.generation(user)).await {
+                Some(generation) => self.keys.derived(ty, user, generation, key),
+                None => return Ok(false),
+            },
+        };
+        let bytes = loader.await?;
+        self.l2.set(&l2_key, &bytes, self.config.ttl(ty)).await;
+        Ok(true)
+    }
+
     /// Drops one value here and in Redis (other processes still need an event for their L1).
     pub async fn invalidate_key(&self, ty: CacheType, user: Option<Uuid>, key: &str) {
         self.apply_event(&Invalidation::Key(CacheKey::new(ty, user, key)));

@@ -94,7 +94,8 @@ pub async fn reset_failed(
     .await?;
     if let Some(job) = &job {
         sqlx::query(
-            "UPDATE saved_content SET status = CASE WHEN $2 = 'embed' THEN 'scraped' ELSE 'pending' END, \
+            "UPDATE saved_content SET status = CASE $2 WHEN 'embed' THEN 'scraped' \
+               WHEN 'analyze' THEN status ELSE 'pending' END, \
                error = NULL, updated_at = now() WHERE id = $1",
         )
         .bind(job.bookmark_id)

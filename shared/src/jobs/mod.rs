@@ -8,8 +8,9 @@ pub mod queue;
 pub mod records;
 pub mod retry;
 pub mod wake;
+pub mod warm;
 
 pub use codec::{PassThroughCodec, RawPayload};
-pub use payload::{EmbedJob, ScrapeJob};
+pub use payload::{AnalyzeJob, EmbedJob, ScrapeJob, WarmJob};
 pub use queue::{JobQueues, QueueName, WorkerStorage};
 pub use records::JobRecord;

@@ -20,3 +20,22 @@ pub struct EmbedJob {
     pub user_id: Uuid,
     pub bookmark_id: Uuid,
 }
+
+/// Analyse an embedded bookmark: keywords, reading time, language, quality score and tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalyzeJob {
+    pub job_id: String,
+    pub user_id: Uuid,
+    pub bookmark_id: Uuid,
+}
+
+/// Load hot read-path keys into the Redis cache: one user's, or the most active users'.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmJob {
+    /// `None`: the most recently active users (up to the configured number).
+    pub user_id: Option<Uuid>,
+    /// Why it runs (`session`, `admin`, `clock`), for logs.
+    pub reason: String,
+}

@@ -20,15 +20,24 @@ pub type WorkerStorage = WithCodec<RedisStorage<RawPayload>, PassThroughCodec>;
 pub enum QueueName {
     Scrape,
     Embed,
+    Analyze,
+    Warm,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 2] = [QueueName::Scrape, QueueName::Embed];
+    pub const ALL: [QueueName; 4] = [
+        QueueName::Scrape,
+        QueueName::Embed,
+        QueueName::Analyze,
+        QueueName::Warm,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Scrape => "scrape",
             Self::Embed => "embed",
+            Self::Analyze => "analyze",
+            Self::Warm => "warm",
         }
     }
 
@@ -91,6 +100,46 @@ impl JobQueues {
             self.wake(queue).await;
         }
         Ok(())
+    }
+
+    /// Pushes the payload of an ingest job's stage (`queue`), for code that restarts a stage from its
+    /// record (the reconciler, an admin retry). Warm jobs keep no record, so they have no stage.
+    pub async fn push_stage(
+        &self,
+        queue: QueueName,
+        task_id: &str,
+        job_id: &str,
+        user_id: uuid::Uuid,
+        bookmark_id: uuid::Uuid,
+    ) -> anyhow::Result<()> {
+        let job_id = job_id.to_owned();
+        match queue {
+            QueueName::Scrape => {
+                let job = super::ScrapeJob {
+                    job_id,
+                    user_id,
+                    bookmark_id,
+                };
+                self.push(queue, task_id, &job, None).await
+            }
+            QueueName::Embed => {
+                let job = super::EmbedJob {
+                    job_id,
+                    user_id,
+                    bookmark_id,
+                };
+                self.push(queue, task_id, &job, None).await
+            }
+            QueueName::Analyze => {
+                let job = super::AnalyzeJob {
+                    job_id,
+                    user_id,
+                    bookmark_id,
+                };
+                self.push(queue, task_id, &job, None).await
+            }
+            QueueName::Warm => anyhow::bail!("warm jobs have no stage to restart"),
+        }
     }
 
     /// Pushes without the wake-up message: workers find it on their next poll. For measurements.

@@ -1,11 +1,12 @@
-//! EmbedJob: embed the bookmark's title, description and main text, store the vector, finish the job.
+//! EmbedJob: embed the bookmark's title, description and main text, store the vector, hand the
+//! job to the analyze stage.
 //! Concurrent embed jobs share forward passes: the embedder thread batches what arrives together.
 
 use apalis::prelude::{BoxDynError, Data, TaskId};
 use fuze_shared::query_lane::{decode_vector, encode_vector};
 use fuze_shared::{
     bookmarks,
-    jobs::{EmbedJob, QueueName, RawPayload, records, records::Claimed},
+    jobs::{AnalyzeJob, EmbedJob, QueueName, RawPayload, records::Claimed},
 };
 use redis::AsyncCommands;
 
@@ -41,26 +42,28 @@ async fn embed(ctx: &JobContext, job: EmbedJob, _claimed: Claimed) -> Result<(),
     let vector = embedding_for(ctx, &text).await?;
     let model = ctx.embedder.model_id().to_owned();
     let db = &ctx.metrics.db;
-    let stored = db
+    // Ready (searchable) from here on: the number users feel is saved -> stored.
+    let since_save = db
         .time(
             "store_embedding",
             bookmarks::store_embedding(&ctx.db, job.user_id, job.bookmark_id, &vector, &model),
         )
         .await?;
-    if !stored {
+    let Some(seconds) = since_save else {
         return Err(Failure::permanent(
             "bookmark_deleted",
             "the bookmark was deleted",
         ));
-    }
-    let since_save = db
-        .time("job_settle", records::succeed(&ctx.db, &job.job_id))
-        .await?;
-    if let Some(seconds) = since_save {
-        ctx.metrics.save_to_ready.observe(seconds);
-    }
+    };
+    ctx.metrics.save_to_ready.observe(seconds);
+    // The analysis follows as the job's last stage.
     ctx.bookmarks_changed(job.user_id).await;
-    Ok(())
+    let next = AnalyzeJob {
+        job_id: job.job_id.clone(),
+        user_id: job.user_id,
+        bookmark_id: job.bookmark_id,
+    };
+    runner::hand_off(ctx, &job.job_id, QueueName::Analyze, &next).await
 }
 
 /// The cached embedding of `text`, or a fresh one (then cached for the configured TTL).

@@ -16,7 +16,7 @@ use futures::FutureExt;
 use fuze_shared::{
     bookmarks,
     jobs::{
-        EmbedJob, QueueName, RawPayload, ScrapeJob,
+        AnalyzeJob, EmbedJob, QueueName, RawPayload, ScrapeJob,
         queue::new_task_id,
         records::{self, Claimed},
         retry::{self, RetryDecision},
@@ -52,6 +52,7 @@ macro_rules! bookmark_payload {
 }
 bookmark_payload!(ScrapeJob);
 bookmark_payload!(EmbedJob);
+bookmark_payload!(AnalyzeJob);
 
 /// Runs one delivery of a task of `queue` through `stage`.
 pub async fn run<P, F, Fut>(
@@ -174,10 +175,13 @@ async fn settle_failure<P: JobPayload>(
         tracing::warn!(queue = queue.as_str(), job = job.job_id(), attempt, code, %message, ?delay, "job will retry");
         return Ok("retried");
     }
-    // One transaction: a poller never sees a failed job with a pending bookmark.
+    // One transaction: a poller never sees a failed job with a pending bookmark. An analysis
+    // that fails leaves the bookmark as it is: it is already searchable.
     let mut tx = ctx.metrics.db.begin(&ctx.db).await?;
     let failed = async {
-        bookmarks::mark_failed(&mut *tx, job.user_id(), job.bookmark_id(), &message).await?;
+        if queue != QueueName::Analyze {
+            bookmarks::mark_failed(&mut *tx, job.user_id(), job.bookmark_id(), &message).await?;
+        }
         records::fail(&mut *tx, job.job_id(), code, &message).await?;
         tx.commit().await
     };
@@ -213,5 +217,32 @@ async fn schedule_retry<P: JobPayload>(
         ctx.metrics.redis_errors.with_label_values(&["queue"]).inc();
         return Err(e.into());
     }
+    Ok(())
+}
+
+/// Moves a job to its next stage: records the change, then pushes. If the push fails the next
+/// stage would never run, so the error goes back as transient and the current stage retries.
+pub async fn hand_off<P: Serialize>(
+    ctx: &JobContext,
+    job_id: &str,
+    next: QueueName,
+    payload: &P,
+) -> Result<(), Failure> {
+    let task = new_task_id();
+    records::advance(&ctx.db, job_id, next.as_str(), &task).await?;
+    ctx.queues
+        .push(next, &task, payload, None)
+        .await
+        .map_err(|e| {
+            ctx.metrics.redis_errors.with_label_values(&["queue"]).inc();
+            Failure::transient(
+                "queue",
+                format!("failed to enqueue the {} stage: {e:#}", next.as_str()),
+            )
+        })?;
+    ctx.metrics
+        .jobs_enqueued
+        .with_label_values(&[next.as_str()])
+        .inc();
     Ok(())
 }

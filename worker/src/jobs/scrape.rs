@@ -7,9 +7,7 @@ use apalis::prelude::{BoxDynError, Data, TaskId};
 use fuze_shared::{
     bookmarks::{self, Scraped},
     domain::BookmarkUrl,
-    jobs::{
-        EmbedJob, QueueName, RawPayload, ScrapeJob, queue::new_task_id, records, records::Claimed,
-    },
+    jobs::{EmbedJob, QueueName, RawPayload, ScrapeJob, records::Claimed},
 };
 use redis::AsyncCommands;
 
@@ -116,26 +114,12 @@ async fn cache_page(ctx: &JobContext, url: &BookmarkUrl, page: &ExtractedPage) {
     }
 }
 
-/// Records the stage change, then pushes. If the push fails the embed stage would never run, so
-/// the error goes back as transient and this stage retries (its page is cached by then).
+/// Hands the job to the embed stage (its page is cached by then, so a retry is cheap).
 async fn hand_to_embed(ctx: &JobContext, job: &ScrapeJob) -> Result<(), Failure> {
-    let task = new_task_id();
-    records::advance(&ctx.db, &job.job_id, QueueName::Embed.as_str(), &task).await?;
     let next = EmbedJob {
         job_id: job.job_id.clone(),
         user_id: job.user_id,
         bookmark_id: job.bookmark_id,
     };
-    ctx.queues
-        .push(QueueName::Embed, &task, &next, None)
-        .await
-        .map_err(|e| {
-            ctx.metrics.redis_errors.with_label_values(&["queue"]).inc();
-            Failure::transient("queue", format!("failed to enqueue the embed stage: {e:#}"))
-        })?;
-    ctx.metrics
-        .jobs_enqueued
-        .with_label_values(&[QueueName::Embed.as_str()])
-        .inc();
-    Ok(())
+    runner::hand_off(ctx, &job.job_id, QueueName::Embed, &next).await
 }

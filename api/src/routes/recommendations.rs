@@ -1,0 +1,233 @@
+//! `GET /api/v1/recommendations?project_id=&q=&limit=`: the user's bookmarks ranked for a project
+//! (its name, description and open tasks) or a query, by similarity, quality and recency, without
+//! near-duplicates (see `fuze_shared::recommend`).
+//!
+//! Cached 30 min (by default) under the user's generation, which every bookmark, project and task
+//! change bumps. Repeats of one request within a short window (a double click) share one piece of
+//! work, including the uncached keyword fallback used when no worker embeds the seed in time.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use fuze_shared::{
+    bookmarks::{self, Bookmark},
+    cache::{Bytes, CacheType, CachedValue, DedupKey, hash_parts},
+    recommend::{self, Weights},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    auth::AuthUser,
+    error::ApiError,
+    routes::{bookmarks::cached_json, search::query_embedding},
+    state::AppState,
+};
+
+/// Candidates re-ranked per recommendation asked for.
+const CANDIDATES_PER_PICK: u32 = 5;
+/// A project's seed: at most this many open tasks, cut at this many characters.
+const SEED_MAX_TASKS: u32 = 50;
+const SEED_MAX_CHARS: usize = 4_000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/recommendations", web::get().to(recommendations));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecommendQuery {
+    project_id: Option<Uuid>,
+    q: Option<String>,
+    limit: Option<u32>,
+}
+
+/// What the recommendations are for.
+enum Seed {
+    Project(Uuid),
+    Query(String),
+}
+
+#[derive(Serialize)]
+struct Item {
+    bookmark: Bookmark,
+    /// The blended ranking score (higher is better).
+    score: f32,
+    /// Cosine similarity to the seed (semantic), or text rank (keyword).
+    similarity: f32,
+}
+
+#[derive(Serialize)]
+struct Results {
+    mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<String>,
+    items: Vec<Item>,
+}
+
+/// A finished answer: cacheable (semantic) or not (keyword fallback).
+#[derive(Clone)]
+pub enum Answer {
+    Cached(CachedValue),
+    Uncached(Bytes),
+}
+
+async fn recommendations(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: AuthUser,
+    query: web::Query<RecommendQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (seed, limit) = validate(&state, query.into_inner())?;
+    let key = match &seed {
+        Seed::Project(id) => format!("project:{id}:{limit}"),
+        Seed::Query(q) => format!("q:{}:{limit}", hash_parts(&[q.as_bytes()])),
+    };
+    // The user's generation is part of the submission: a repeat after a write is new work, not a
+    // duplicate (the window would otherwise serve an answer the write made stale).
+    let generation = state.cache.generation(user.0).await.unwrap_or_default();
+    let submission = format!("{key}:g{generation}");
+    let dedup_key = DedupKey::new(user.0, "recommendations", submission.as_bytes());
+    let (answer, _duplicate) = state
+        .recommend_dedup
+        .run(dedup_key, || answer(&state, user.0, &seed, limit, &key))
+        .await?;
+    Ok(match answer {
+        Answer::Cached(value) => cached_json(&req, value),
+        Answer::Uncached(body) => HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header(("cache-control", "no-store"))
+            .body(body),
+    })
+}
+
+fn validate(state: &AppState, q: RecommendQuery) -> Result<(Seed, u32), ApiError> {
+    let limits = &state.config.api;
+    let limit = q.limit.unwrap_or(10);
+    if limit == 0 || limit > limits.recommend_limit_max {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {}", limits.recommend_limit_max),
+        ));
+    }
+    let seed = match (q.project_id, q.q.as_deref().map(str::trim)) {
+        (Some(id), None) => Seed::Project(id),
+        (None, Some(text))
+            if !text.is_empty() && text.chars().count() <= limits.max_query_chars =>
+        {
+            Seed::Query(text.to_owned())
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("q must have 1 to {} characters", limits.max_query_chars),
+            ));
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "give exactly one of project_id and q",
+            ));
+        }
+    };
+    Ok((seed, limit))
+}
+
+/// Why a fresh answer is not cached.
+enum Miss {
+    Keyword(Bytes),
+    Failed(ApiError),
+}
+
+impl From<sqlx::Error> for Miss {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+async fn answer(
+    state: &AppState,
+    user: Uuid,
+    seed: &Seed,
+    limit: u32,
+    key: &str,
+) -> Result<Answer, ApiError> {
+    let loaded = state
+        .cache
+        .get_or_load_value(
+            CacheType::Recommendations,
+            Some(user),
+            key,
+            compute(state, user, seed, limit),
+        )
+        .await;
+    match loaded {
+        Ok((value, _layer)) => Ok(Answer::Cached(value)),
+        Err(Miss::Keyword(body)) => Ok(Answer::Uncached(body)),
+        Err(Miss::Failed(e)) => Err(e),
+    }
+}
+
+async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Result<Bytes, Miss> {
+    let (project_id, query, text) = match seed {
+        Seed::Project(id) => {
+            let text =
+                recommend::project_seed_text(&state.db, user, *id, SEED_MAX_TASKS, SEED_MAX_CHARS)
+                    .await?
+                    .ok_or(Miss::Failed(ApiError::NotFound))?;
+            (Some(*id), None, text)
+        }
+        Seed::Query(q) => (None, Some(q.clone()), q.clone()),
+    };
+    let Some(vector) = query_embedding(state, &text).await else {
+        // No worker answered in time: full-text search over the same seed, said so, not cached.
+        let items = bookmarks::keyword_search(&state.db, user, &text, limit)
+            .await?
+            .into_iter()
+            .map(|(bookmark, rank)| Item {
+                bookmark,
+                score: rank,
+                similarity: rank,
+            })
+            .collect();
+        let body = to_json(&Results {
+            mode: "keyword",
+            project_id,
+            query,
+            items,
+        })?;
+        return Err(Miss::Keyword(body));
+    };
+    let candidates =
+        recommend::candidates(&state.db, user, &vector, limit * CANDIDATES_PER_PICK).await?;
+    let picks = recommend::rank(&candidates, Utc::now(), &Weights::default(), limit as usize);
+    let ids: Vec<Uuid> = picks.iter().map(|p| p.id).collect();
+    // `by_ids` keeps the order of `ids` and skips rows deleted meanwhile.
+    let mut found = bookmarks::by_ids(&state.db, user, &ids)
+        .await?
+        .into_iter()
+        .peekable();
+    let mut items = Vec::with_capacity(picks.len());
+    for pick in picks {
+        if let Some(bookmark) = found.next_if(|b| b.id == pick.id) {
+            items.push(Item {
+                bookmark,
+                score: pick.score,
+                similarity: pick.similarity,
+            });
+        }
+    }
+    to_json(&Results {
+        mode: "semantic",
+        project_id,
+        query,
+        items,
+    })
+}
+
+fn to_json(results: &Results) -> Result<Bytes, Miss> {
+    serde_json::to_vec(results)
+        .map(Bytes::from)
+        .map_err(|e| Miss::Failed(ApiError::Internal(e.into())))
+}

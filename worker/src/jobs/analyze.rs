@@ -1,0 +1,100 @@
+//! AnalyzeJob, the ingest job's last stage: keywords, reading time, language, quality score and
+//! tags of an embedded bookmark; stored, then the job is finished.
+
+use apalis::prelude::{BoxDynError, Data, TaskId};
+use fuze_shared::{
+    analysis::{self, NewAnalysis},
+    jobs::{AnalyzeJob, QueueName, RawPayload, records, records::Claimed},
+};
+
+use super::{Failure, runner};
+use crate::{
+    analyze::{self, TagIndex, quality::QualityInputs},
+    context::{JobContext, SharedContext},
+};
+
+/// Key phrases kept per page.
+const KEYWORDS: usize = 10;
+/// Tags kept per page, and how close (cosine) a tag must be to count.
+const MAX_TAGS: usize = 3;
+const MIN_TAG_SIMILARITY: f32 = 0.25;
+
+/// apalis handler for the analyze queue.
+pub async fn handle(
+    payload: RawPayload,
+    task_id: TaskId,
+    ctx: Data<SharedContext>,
+) -> Result<(), BoxDynError> {
+    runner::run(
+        &ctx,
+        QueueName::Analyze,
+        &payload,
+        &task_id,
+        |job, claimed| run(&ctx, job, claimed),
+    )
+    .await
+}
+
+async fn run(ctx: &JobContext, job: AnalyzeJob, _claimed: Claimed) -> Result<(), Failure> {
+    let source = analysis::source(&ctx.db, job.user_id, job.bookmark_id)
+        .await?
+        .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
+    let tags = tag_index(ctx).await?;
+    let text = source.text.as_deref().unwrap_or_default();
+    // CPU work of a few milliseconds on a long page: keep it off the async threads.
+    let embedding = source.embedding.map(|v| v.to_vec());
+    let has_title = source
+        .title
+        .as_deref()
+        .is_some_and(|t| !t.trim().is_empty());
+    let has_description = source
+        .description
+        .as_deref()
+        .is_some_and(|d| !d.trim().is_empty());
+    let text = text.to_owned();
+    let computed = tokio::task::spawn_blocking(move || {
+        let measures = analyze::measure(&text);
+        NewAnalysis {
+            keywords: analyze::keywords(&text, measures.language, KEYWORDS),
+            tags: embedding
+                .map(|e| tags.choose(&e, MAX_TAGS, MIN_TAG_SIMILARITY))
+                .unwrap_or_default(),
+            word_count: i32::try_from(measures.word_count).unwrap_or(i32::MAX),
+            reading_time_s: i32::try_from(measures.reading_time_s).unwrap_or(i32::MAX),
+            language: measures.language.map(str::to_owned),
+            quality_score: analyze::quality_score(&QualityInputs {
+                text: &text,
+                word_count: measures.word_count,
+                has_title,
+                has_description,
+                has_language: measures.language.is_some(),
+            }),
+        }
+    })
+    .await
+    .map_err(|e| Failure::transient("panic", format!("analysis panicked: {e}")))?;
+    if !analysis::store(&ctx.db, job.user_id, job.bookmark_id, &computed).await? {
+        return Err(Failure::permanent(
+            "bookmark_deleted",
+            "the bookmark was deleted",
+        ));
+    }
+    records::succeed(&ctx.db, &job.job_id).await?;
+    ctx.bookmarks_changed(job.user_id).await;
+    Ok(())
+}
+
+/// The tag vocabulary's vectors, embedded once per worker process on first use.
+async fn tag_index(ctx: &JobContext) -> Result<std::sync::Arc<TagIndex>, Failure> {
+    ctx.tags
+        .get_or_try_init(|| async {
+            let vectors = ctx
+                .embedder
+                .embed(TagIndex::descriptions())
+                .await
+                .map_err(|e| Failure::transient("embedding", format!("{e:#}")))?;
+            Ok(std::sync::Arc::new(TagIndex::new(vectors)))
+        })
+        .await
+        .cloned()
+}
