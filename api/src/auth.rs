@@ -55,9 +55,17 @@ async fn identify(req: &ServiceRequest) -> Result<(), ApiError> {
         }
         req.extensions_mut().insert(Admin);
     } else {
-        let user = fuze_shared::auth::user_for_token(&state.db, &token)
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
+        let hash = fuze_shared::auth::hash_token(&token);
+        let user = match state.tokens.get(&hash) {
+            Some(user) => user,
+            None => {
+                let user = fuze_shared::auth::user_for_token_hash(&state.db, &hash)
+                    .await?
+                    .ok_or(ApiError::Unauthorized)?;
+                state.tokens.insert(hash, user);
+                user
+            }
+        };
         req.extensions_mut().insert(AuthUser(user));
     }
     Ok(())

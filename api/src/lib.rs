@@ -6,6 +6,7 @@
 //! - [`error`]: the JSON error format
 //! - [`events`]: applies invalidation events to this instance's L1 cache
 //! - [`state`]: shared handler state
+//! - [`token_cache`]: recently verified bearer tokens
 
 pub mod auth;
 pub mod error;
@@ -13,3 +14,4 @@ pub mod events;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod token_cache;

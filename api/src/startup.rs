@@ -22,6 +22,7 @@ use fuze_shared::{
 };
 use serde_json::json;
 
+use crate::token_cache::TokenCache;
 use crate::{error, events, routes, state::AppState};
 
 pub struct Application {
@@ -55,6 +56,8 @@ impl Application {
         let workers = config.api.workers.max(1);
         let body_limit = config.api.max_body_bytes;
         let dedup_window = config.api.dedup_window;
+        let (auth_cache_ttl, auth_cache_capacity) =
+            (config.api.auth_cache_ttl, config.api.auth_cache_capacity);
         let lane = QueryLane::start(redis.clone(), &keys, config.redis_url.clone());
         let state = web::Data::new(AppState {
             config,
@@ -65,6 +68,7 @@ impl Application {
             metrics,
             cache,
             lane,
+            tokens: TokenCache::new(auth_cache_ttl, auth_cache_capacity),
             recommend_dedup: RequestDedup::new(DedupConfig {
                 window: dedup_window,
                 ..DedupConfig::default()

@@ -26,6 +26,8 @@ pub struct AppState {
     pub cache: Arc<LayeredCache>,
     /// Query embeddings from the workers.
     pub lane: QueryLane,
+    /// Recently verified bearer tokens.
+    pub tokens: crate::token_cache::TokenCache,
     /// Absorbs repeated recommendation requests (double clicks).
     pub recommend_dedup: RequestDedup<Answer>,
 }

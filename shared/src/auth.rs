@@ -72,8 +72,13 @@ pub async fn create_user(pool: &PgPool, email: &str) -> Result<(Uuid, String), C
 
 /// The user a token belongs to, if any.
 pub async fn user_for_token(pool: &PgPool, token: &str) -> sqlx::Result<Option<Uuid>> {
+    user_for_token_hash(pool, &hash_token(token)).await
+}
+
+/// [`user_for_token`] for a token already hashed with [`hash_token`].
+pub async fn user_for_token_hash(pool: &PgPool, token_hash: &[u8]) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar("SELECT id FROM users WHERE token_hash = $1")
-        .bind(hash_token(token))
+        .bind(token_hash)
         .fetch_optional(pool)
         .await
 }

@@ -54,6 +54,10 @@ pub struct ApiConfig {
     pub recommend_limit_max: u32,
     /// Repeats of the same submission within this window share one piece of work.
     pub dedup_window: Duration,
+    /// How long a verified bearer token is trusted without asking the database (0 disables).
+    pub auth_cache_ttl: Duration,
+    /// Most tokens remembered per api process.
+    pub auth_cache_capacity: usize,
     /// Suggested delay between two polls of a job that is not finished.
     pub job_poll_interval: Duration,
 }
@@ -222,6 +226,8 @@ impl Config {
                 query_embed_timeout: env.millis("FUZE_QUERY_EMBED_TIMEOUT_MS", 500)?,
                 recommend_limit_max: env.parse("FUZE_RECOMMEND_LIMIT_MAX", 50)?,
                 dedup_window: env.millis("FUZE_DEDUP_WINDOW_MS", 2_000)?,
+                auth_cache_ttl: env.secs("FUZE_AUTH_CACHE_TTL_S", 60)?,
+                auth_cache_capacity: env.parse("FUZE_AUTH_CACHE_CAPACITY", 100_000)?,
             },
             db: DbConfig {
                 max_connections: env.parse("FUZE_DB_MAX_CONNECTIONS", 10)?,

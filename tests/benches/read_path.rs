@@ -239,14 +239,13 @@ async fn main() {
     let corpus = vector_seed::seed(&env.pool, &sizes, 300, 30, 42).await;
     sqlx::raw_sql(
         "INSERT INTO content_analysis (content_id, keywords, tags, word_count, reading_time_s, language, quality_score) \
-         SELECT id, '{benchmark,keyword}', '{databases,performance}', 800, 202, 'eng', 0.7 FROM saved_content; \
-         UPDATE saved_content SET title = 'Bookmark ' || left(id::text, 8), quality_score = 0.7, \
-             saved_at = now() - (random() * interval '300 days');",
+         SELECT id, '{benchmark,keyword}', '{databases,performance}', 800, 202, 'eng', 0.7 FROM saved_content;",
     )
     .execute(&mut *vector_seed::admin_conn(&env.pool).await)
     .await
     .expect("analyses");
-    sqlx::raw_sql("VACUUM ANALYZE saved_content")
+    // (No UPDATE of the seeded rows: each would insert a new version into the HNSW index.)
+    sqlx::raw_sql("VACUUM ANALYZE content_analysis")
         .execute(&mut *vector_seed::admin_conn(&env.pool).await)
         .await
         .expect("analyze");
