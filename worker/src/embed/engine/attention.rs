@@ -102,9 +102,9 @@ impl PackedAttention<'_> {
                         for r in 0..rows {
                             let p = &probs[r * padded..(r + 1) * padded];
                             let o = &mut dst[r * d..(r + 1) * d];
-                            for t in 0..len {
+                            for (t, &pt) in p[..len].iter().enumerate() {
                                 for (o, v) in o.iter_mut().zip(row(t, v_col)) {
-                                    *o = p[t].mul_add(*v, *o);
+                                    *o = pt.mul_add(*v, *o);
                                 }
                             }
                         }
@@ -267,7 +267,8 @@ mod tests {
     fn rejects_spans_that_miss_tokens() -> Result<()> {
         let qkv = Tensor::zeros((4, 3 * 32), candle_core::DType::F32, &Device::Cpu)?;
         let bias = vec![0f32; 96];
-        let spans = [0..3];
+        // One span of 3 rows for a 4-row matrix.
+        let spans = std::iter::once(0..3).collect::<Vec<_>>();
         let op = PackedAttention {
             spans: &spans,
             heads: 1,

@@ -46,7 +46,7 @@ impl FuzeBert {
         let hidden = config.hidden_size;
         let heads = config.num_attention_heads;
         ensure!(
-            heads > 0 && hidden % heads == 0,
+            heads > 0 && hidden.is_multiple_of(heads),
             "hidden size {hidden} is not a multiple of {heads} heads"
         );
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
