@@ -138,6 +138,42 @@ pub struct EmbedderConfig {
     pub batch_token_budget: usize,
     /// Inputs are cut to this many chars before tokenizing, so huge pages cannot stall the tokenizer.
     pub max_text_chars: usize,
+    /// Which forward pass computes the vectors.
+    pub engine: EmbedEngine,
+}
+
+/// The BERT forward pass the worker runs; both give the same vectors up to float rounding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmbedEngine {
+    /// Fuze's own pass: packed batches without padding, fused projections, SIMD row kernels.
+    #[default]
+    Fuze,
+    /// candle-transformers' `BertModel` on padded batches, kept for comparison.
+    Stock,
+}
+
+impl FromStr for EmbedEngine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "fuze" => Ok(Self::Fuze),
+            "stock" => Ok(Self::Stock),
+            other => Err(format!(
+                "unknown embedding engine {other:?} (expected fuze or stock)"
+            )),
+        }
+    }
+}
+
+impl EmbedEngine {
+    /// The name `FUZE_EMBED_ENGINE` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fuze => "fuze",
+            Self::Stock => "stock",
+        }
+    }
 }
 
 impl EmbedderConfig {
@@ -164,6 +200,7 @@ impl Default for EmbedderConfig {
             max_batch_texts: 32,
             batch_token_budget: 2_048,
             max_text_chars: 20_000,
+            engine: EmbedEngine::default(),
         }
     }
 }
@@ -275,6 +312,7 @@ impl Config {
                     batch_token_budget: env
                         .parse("FUZE_EMBED_TOKEN_BUDGET", d.batch_token_budget)?,
                     max_text_chars: env.parse("FUZE_EMBED_MAX_TEXT_CHARS", d.max_text_chars)?,
+                    engine: env.parse("FUZE_EMBED_ENGINE", d.engine)?,
                 }
             },
             ttl: TtlConfig {
@@ -388,7 +426,23 @@ mod tests {
         assert_eq!(cfg.scraper.max_redirects, 5);
         assert!(!cfg.scraper.allow_loopback);
         assert_eq!(cfg.embed.max_tokens, 256);
+        assert_eq!(cfg.embed.engine, EmbedEngine::Fuze);
         assert_eq!(cfg.api.admin_token, None);
+    }
+
+    #[test]
+    fn embed_engine_is_chosen_by_name() {
+        for (raw, want) in [
+            ("fuze", EmbedEngine::Fuze),
+            ("stock", EmbedEngine::Stock),
+            (" Stock ", EmbedEngine::Stock),
+        ] {
+            let cfg = config_from(&[("FUZE_EMBED_ENGINE", raw)]).expect("valid engine");
+            assert_eq!(cfg.embed.engine, want, "{raw:?}");
+            assert_eq!(want.name().parse::<EmbedEngine>(), Ok(want));
+        }
+        let err = config_from(&[("FUZE_EMBED_ENGINE", "onnx")]).expect_err("unknown engine");
+        assert!(format!("{err:#}").contains("FUZE_EMBED_ENGINE"), "{err:#}");
     }
 
     #[test]

@@ -1,14 +1,19 @@
-//! Embedding throughput and latency report (not a statistical benchmark: one timed run each).
+//! Embedding throughput and latency report, stock candle `BertModel` against the Fuze engine.
 //!
-//! `cargo bench -p fuze-worker --bench embed`. `FUZE_BENCH_QUICK=1` runs a small subset.
+//! `cargo bench -p fuze-worker --bench embed`. `FUZE_BENCH_QUICK=1` runs a small subset;
+//! `FUZE_BENCH_RUNS=N` (default 3, quick 1) repeats everything and reports medians, since one run
+//! on a shared 2-core machine is noisy. Each engine runs in its own child process (this binary
+//! again, with `FUZE_BENCH_ENGINE` set), so each peak RSS is that engine's alone, as in a worker.
 //! Paths: `FUZE_MODEL_DIR` (default `<repo>/models/all-MiniLM-L6-v2`) and `FUZE_BENCH_CORPUS_DIR`
 //! (default `<repo>/../shared/bench-corpus`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use fuze_worker::embed::{EmbedderConfig, EmbeddingModel};
+use anyhow::{Context, Result, bail};
+use fuze_worker::embed::{EmbedEngine, EmbedderConfig, EmbeddingModel};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -16,49 +21,50 @@ struct Line {
     text: String,
 }
 
-/// How much of one corpus a run uses. Batch size 1 is slow, and on long docs the unsorted
-/// comparison adds little (their lengths are already similar), so those run on a prefix.
+/// How much of one corpus a run uses. Batch size 1 is slow, so it runs on a prefix.
 #[derive(Clone, Copy)]
 struct Limits {
     texts: usize,
     batch1: usize,
-    unsorted: usize,
 }
 
 struct Plan {
     short: Limits,
     docs: Limits,
     latency_runs: usize,
+    runs: usize,
 }
 
 const FULL: Plan = Plan {
     short: Limits {
         texts: 2_000,
         batch1: 500,
-        unsorted: 2_000,
     },
-    // 300 of the 500 docs keep the full run near 2-3 minutes on 2 cores.
+    // 300 of the 500 docs keep a run of both engines near 3 minutes on 2 cores.
     docs: Limits {
         texts: 300,
         batch1: 100,
-        unsorted: 200,
     },
     latency_runs: 200,
+    runs: 3,
 };
 
 const QUICK: Plan = Plan {
     short: Limits {
         texts: 200,
         batch1: 100,
-        unsorted: 200,
     },
     docs: Limits {
         texts: 40,
         batch1: 20,
-        unsorted: 40,
     },
     latency_runs: 50,
+    runs: 1,
 };
+
+/// Texts per `embed` call in the "production" rows: what the worker's embedding thread hands the
+/// model at most (`max_batch_texts` x 8 drained requests), which it then sorts and cuts itself.
+const PRODUCTION_CALL: usize = 256;
 
 fn env_dir(var: &str, default: &str) -> PathBuf {
     std::env::var_os(var)
@@ -112,59 +118,40 @@ impl Corpus {
     }
 }
 
-/// Embeds `texts` in consecutive chunks of `batch`, one `embed` call per chunk.
-/// Returns texts/s and the share of padded positions that were real tokens.
-fn throughput(model: &EmbeddingModel, texts: &[&Sample], batch: usize) -> Result<(f64, f64)> {
-    let (mut real, mut padded) = (0usize, 0usize);
+/// Embeds `texts` in consecutive chunks of `chunk`, one `embed` call per chunk; texts/s.
+fn throughput(model: &EmbeddingModel, texts: &[&Sample], chunk: usize) -> Result<f64> {
     let started = Instant::now();
-    for chunk in texts.chunks(batch) {
-        let strs: Vec<&str> = chunk.iter().map(|(t, _)| t.as_str()).collect();
+    for part in texts.chunks(chunk) {
+        let strs: Vec<&str> = part.iter().map(|(t, _)| t.as_str()).collect();
         model.embed(&strs)?;
-        let widest = chunk.iter().map(|(_, n)| *n).max().unwrap_or(0);
-        real += chunk.iter().map(|(_, n)| n).sum::<usize>();
-        padded += widest * chunk.len();
     }
-    let secs = started.elapsed().as_secs_f64();
-    Ok((
-        texts.len() as f64 / secs,
-        real as f64 / padded.max(1) as f64,
-    ))
+    Ok(texts.len() as f64 / started.elapsed().as_secs_f64())
 }
 
+/// Child side: one engine, one pass over everything. Prints a readable report and `RESULT` lines
+/// for the parent.
 fn report_corpus(model: &EmbeddingModel, corpus: &Corpus, limits: Limits) -> Result<()> {
     println!(
-        "\n{} corpus: {} of {} texts, mean {:.1} tokens",
+        "  {} corpus: {} of {} texts, mean {:.1} tokens",
         corpus.name,
         corpus.texts.len(),
         corpus.file_texts,
         corpus.mean_tokens()
     );
-    println!(
-        "  {:<7} {:<9} {:>6} {:>10} {:>10}",
-        "batch", "order", "texts", "texts/s", "pad-use"
-    );
     let input_order: Vec<&Sample> = corpus.texts.iter().collect();
-    let prefix = |n: usize| &input_order[..n.min(input_order.len())];
+    let batch1 = &input_order[..limits.batch1.min(input_order.len())];
     let mut sorted = input_order.clone();
     sorted.sort_by_key(|(_, n)| *n);
-    let runs: [(usize, &str, &[&Sample]); 4] = [
-        (1, "-", prefix(limits.batch1)),
-        (8, "sorted", &sorted),
-        (32, "sorted", &sorted),
-        (32, "unsorted", prefix(limits.unsorted)),
+    let runs: [(&str, usize, &[&Sample]); 4] = [
+        ("production", PRODUCTION_CALL, &input_order),
+        ("batch32-sorted", 32, &sorted),
+        ("batch32-unsorted", 32, &input_order),
+        ("batch1", 1, batch1),
     ];
-    for (batch, order, texts) in runs {
-        let (rate, pad_use) = throughput(model, texts, batch)?;
-        println!(
-            "  {batch:<7} {order:<9} {:>6} {rate:>10.1} {:>9.0}%",
-            texts.len(),
-            pad_use * 100.0
-        );
-    }
-    for (what, limit) in [("batch 1", limits.batch1), ("unsorted", limits.unsorted)] {
-        if limit < corpus.texts.len() {
-            println!("  ({what} runs on the first {limit} texts only, to keep the bench short)");
-        }
+    for (row, chunk, texts) in runs {
+        let rate = throughput(model, texts, chunk)?;
+        println!("    {row:<17} {:>5} texts {rate:>9.1} texts/s", texts.len());
+        println!("RESULT {}/{row} {rate}", corpus.name);
     }
     Ok(())
 }
@@ -186,70 +173,166 @@ fn latency(model: &EmbeddingModel, corpus: &Corpus, runs: usize) -> Result<()> {
         times.push(started.elapsed());
     }
     times.sort();
-    let mean = times.iter().sum::<Duration>() / u32::try_from(runs.max(1))?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (p50, p99) = (ms(percentile(&times, 0.50)), ms(percentile(&times, 0.99)));
     println!(
-        "\nsingle short text latency ({runs} runs, different texts, tokenize + forward + pool):\n  \
-         p50 {:.2} ms   p99 {:.2} ms   mean {:.2} ms",
-        percentile(&times, 0.50).as_secs_f64() * 1e3,
-        percentile(&times, 0.99).as_secs_f64() * 1e3,
-        mean.as_secs_f64() * 1e3
+        "  one short text ({runs} runs, tokenize + forward + pool): p50 {p50:.2} ms, p99 {p99:.2} ms"
     );
+    println!("RESULT latency/p50-ms {p50}");
+    println!("RESULT latency/p99-ms {p99}");
     Ok(())
 }
 
-fn proc_status(field: &str) -> Option<String> {
+/// A `/proc/self/status` size field in MiB.
+fn status_mib(field: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
+    let kb: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .map(|v| v.trim_start_matches(':').trim().to_owned())
+        .find_map(|l| l.strip_prefix(field))?
+        .trim_start_matches(':')
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
-fn main() -> Result<()> {
-    let quick = std::env::var("FUZE_BENCH_QUICK").is_ok_and(|v| v == "1");
-    let plan = if quick { QUICK } else { FULL };
+fn run_child(engine: EmbedEngine, plan: &Plan) -> Result<()> {
     let cfg = EmbedderConfig {
         model_dir: env_dir("FUZE_MODEL_DIR", "../models/all-MiniLM-L6-v2"),
+        engine,
         ..EmbedderConfig::default()
     };
-    let started = Instant::now();
     let load = Instant::now();
     let model = EmbeddingModel::load(&cfg)?;
+    let loaded_rss = status_mib("VmRSS").unwrap_or(f64::NAN);
     println!(
-        "fuze embed bench{}: model {} ({} dims), loaded in {:.2} s, {} CPU threads available",
-        if quick { " (QUICK subset)" } else { "" },
-        model.model_id(),
-        model.dimensions(),
-        load.elapsed().as_secs_f64(),
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        "  engine {}: loaded in {:.2} s, RSS after load {loaded_rss:.0} MiB",
+        engine.name(),
+        load.elapsed().as_secs_f64()
     );
-    println!(
-        "config: max_tokens {}, max_batch_texts {}, batch_token_budget {}; \
-         pad-use = real tokens / padded positions",
-        cfg.max_tokens, cfg.max_batch_texts, cfg.batch_token_budget
-    );
-
     let short = Corpus::load(&model, "short", "short.jsonl", plan.short.texts)?;
     let docs = Corpus::load(&model, "docs", "docs.jsonl", plan.docs.texts)?;
     // Warm-up so the first timed run does not pay for page faults and thread-pool start-up.
-    model.embed(
-        &short
-            .texts
-            .iter()
-            .take(32)
-            .map(|(t, _)| t.as_str())
-            .collect::<Vec<_>>(),
-    )?;
+    let warm: Vec<&str> = short
+        .texts
+        .iter()
+        .take(32)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    model.embed(&warm)?;
 
     report_corpus(&model, &short, plan.short)?;
     report_corpus(&model, &docs, plan.docs)?;
     latency(&model, &short, plan.latency_runs)?;
+    let peak = status_mib("VmHWM").unwrap_or(f64::NAN);
+    println!("  peak RSS (VmHWM) {peak:.0} MiB");
+    println!("RESULT rss/loaded-mib {loaded_rss}");
+    println!("RESULT rss/peak-mib {peak}");
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Parent side: runs each engine `plan.runs` times in child processes and prints medians.
+fn run_parent(plan: &Plan, quick: bool) -> Result<()> {
+    let cfg = EmbedderConfig::default();
+    println!(
+        "fuze embed bench{}: {} run(s) per engine, {} CPU threads available",
+        if quick { " (QUICK subset)" } else { "" },
+        plan.runs,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "production limits: max_tokens {}, max_batch_texts {}, batch_token_budget {} \
+         (stock: texts x longest; fuze: real tokens); production rows hand `embed` {PRODUCTION_CALL} \
+         texts per call in corpus order, as the worker's embedding thread does",
+        cfg.max_tokens, cfg.max_batch_texts, cfg.batch_token_budget
+    );
+    let engines = [EmbedEngine::Stock, EmbedEngine::Fuze];
+    let mut results: BTreeMap<(String, &str), Vec<f64>> = BTreeMap::new();
+    let exe = std::env::current_exe()?;
+    for run in 1..=plan.runs {
+        for engine in engines {
+            println!("\nrun {run}/{}, {}:", plan.runs, engine.name());
+            let out = Command::new(&exe)
+                .env("FUZE_BENCH_ENGINE", engine.name())
+                .output()
+                .context("starting the bench child process")?;
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                bail!(
+                    "{} run failed: {}\n{stdout}",
+                    engine.name(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            for line in stdout.lines() {
+                match line.strip_prefix("RESULT ") {
+                    Some(result) => {
+                        let (key, value) = result.split_once(' ').context("bad RESULT line")?;
+                        results
+                            .entry((key.to_owned(), engine.name()))
+                            .or_default()
+                            .push(value.parse()?);
+                    }
+                    None => println!("{line}"),
+                }
+            }
+        }
+    }
 
     println!(
-        "\npeak RSS (VmHWM) {}, current RSS (VmRSS) {}; total bench time {:.1} s",
-        proc_status("VmHWM").unwrap_or_else(|| "n/a".into()),
-        proc_status("VmRSS").unwrap_or_else(|| "n/a".into()),
-        started.elapsed().as_secs_f64()
+        "\nmedians of {} run(s) (texts/s unless noted; fuze/stock = speed-up):",
+        plan.runs
     );
+    println!(
+        "  {:<28} {:>10} {:>10} {:>11}",
+        "measure", "stock", "fuze", "fuze/stock"
+    );
+    let keys: Vec<String> = results
+        .keys()
+        .map(|(k, _)| k.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for key in keys {
+        let mut get = |engine: EmbedEngine| {
+            results
+                .get_mut(&(key.clone(), engine.name()))
+                .map_or(f64::NAN, |v| median(v))
+        };
+        let (stock, fuze) = (get(EmbedEngine::Stock), get(EmbedEngine::Fuze));
+        // For times and memory lower is better, so the speed-up is stock / fuze.
+        let ratio = if key.starts_with("latency") || key.starts_with("rss") {
+            stock / fuze
+        } else {
+            fuze / stock
+        };
+        println!("  {key:<28} {stock:>10.1} {fuze:>10.1} {ratio:>10.2}x");
+    }
     Ok(())
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::var("FUZE_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let mut plan = if quick { QUICK } else { FULL };
+    if let Some(runs) = std::env::var("FUZE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        plan.runs = runs;
+    }
+    match std::env::var("FUZE_BENCH_ENGINE") {
+        Ok(name) => run_child(name.parse().map_err(anyhow::Error::msg)?, &plan),
+        Err(_) => run_parent(&plan, quick),
+    }
 }

@@ -1,4 +1,5 @@
-//! Parity with sentence-transformers on the reference fixture, plus the async handle's ordering.
+//! Parity with sentence-transformers on the reference fixture for both engines (the default
+//! Fuze engine and candle's stock `BertModel`), plus the async handle's ordering.
 //!
 //! Needs the real model: `FUZE_MODEL_DIR` (default `<repo>/models/all-MiniLM-L6-v2`) and the
 //! fixture in `FUZE_FIXTURES_DIR` (default `<repo>/../shared/fixtures`). Missing files fail the
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, ensure};
-use fuze_worker::embed::{EmbedObserver, Embedder, EmbedderConfig, EmbeddingModel};
+use fuze_worker::embed::{EmbedEngine, EmbedObserver, Embedder, EmbedderConfig, EmbeddingModel};
 use serde::Deserialize;
 
 const MIN_COSINE: f64 = 0.9999;
@@ -136,6 +137,50 @@ fn whole_fixture_in_one_call_matches_reference() -> Result<()> {
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
     let got = model.embed(&texts)?;
     check("one call", &rows.iter().collect::<Vec<_>>(), &got)?;
+    Ok(())
+}
+
+#[test]
+fn stock_engine_matches_reference() -> Result<()> {
+    let model = EmbeddingModel::load(&EmbedderConfig {
+        engine: EmbedEngine::Stock,
+        ..config()?
+    })?;
+    let rows = read_fixture()?;
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    check(
+        "stock",
+        &rows.iter().collect::<Vec<_>>(),
+        &model.embed(&texts)?,
+    )?;
+    Ok(())
+}
+
+#[test]
+fn packed_engine_equals_padded_stock_engine_on_mixed_lengths() -> Result<()> {
+    let fuze = load_model()?;
+    let stock = EmbeddingModel::load(&EmbedderConfig {
+        engine: EmbedEngine::Stock,
+        ..config()?
+    })?;
+    let rows = read_fixture()?;
+    // 7 to 256 word pieces after truncation; one call, so the stock pass pads each batch.
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    let (packed, padded) = (fuze.embed(&texts)?, stock.embed(&texts)?);
+    ensure!(packed.len() == padded.len(), "vector counts differ");
+    for ((a, b), row) in packed.iter().zip(&padded).zip(&rows) {
+        let diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        ensure!(
+            diff < 1e-5,
+            "row {} ({} tokens): packed and padded differ by {diff}",
+            row.id,
+            row.tokens
+        );
+    }
     Ok(())
 }
 

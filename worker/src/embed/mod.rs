@@ -1,17 +1,19 @@
 //! Sentence embeddings with candle (all-MiniLM-L6-v2).
 //!
-//! - [`EmbeddingModel`]: synchronous tokenizer + BERT forward pass + mean pooling.
+//! - [`EmbeddingModel`]: synchronous tokenizer + BERT forward pass + mean pooling; the pass is
+//!   Fuze's packed engine (`engine`) or candle's stock `BertModel`, per [`EmbedEngine`].
 //! - [`Embedder`]: async, cloneable handle that runs the model on one dedicated OS thread and
 //!   coalesces concurrent requests into shared forward passes.
 //! - [`EmbedObserver`]: metrics hook called once per forward pass.
 
+mod engine;
 mod handle;
 mod model;
 mod observer;
 mod plan;
 mod pooling;
 
-pub use fuze_shared::config::EmbedderConfig;
+pub use fuze_shared::config::{EmbedEngine, EmbedderConfig};
 pub use handle::Embedder;
 pub use model::EmbeddingModel;
 pub use observer::{EmbedObserver, NoopObserver};

@@ -10,14 +10,23 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use super::EmbedderConfig;
+use super::engine::FuzeBert;
 use super::observer::{EmbedObserver, NoopObserver};
-use super::plan::{cut_batches, order_by_length, restore_order};
+use super::plan::{cut_batches, cut_packed_batches, order_by_length, restore_order};
 use super::pooling::mean_pool_normalize;
+use super::{EmbedEngine, EmbedderConfig};
+
+/// The forward pass in use, chosen by [`EmbedderConfig::engine`].
+enum Encoder {
+    /// Packed batches (no padding); the default.
+    Fuze(FuzeBert),
+    /// candle-transformers' model on padded batches.
+    Stock(BertModel),
+}
 
 /// Synchronous model: weights and tokenizer are loaded once; `embed` may be called repeatedly.
 pub struct EmbeddingModel {
-    bert: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
     device: Device,
     cfg: EmbedderConfig,
@@ -69,18 +78,24 @@ impl EmbeddingModel {
         #[allow(unsafe_code)]
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)? };
-        let bert = BertModel::load(vb, &config)
-            .with_context(|| format!("loading BERT weights from {}", weights_path.display()))?;
+        let encoder = match cfg.engine {
+            EmbedEngine::Fuze => FuzeBert::load(vb, &config).map(Encoder::Fuze),
+            EmbedEngine::Stock => BertModel::load(vb, &config)
+                .map(Encoder::Stock)
+                .map_err(anyhow::Error::from),
+        }
+        .with_context(|| format!("loading BERT weights from {}", weights_path.display()))?;
 
         let model_id = cfg.model_id();
         tracing::info!(
             model_id,
             dimensions = config.hidden_size,
             max_tokens = cfg.max_tokens,
+            engine = cfg.engine.name(),
             "embedding model loaded"
         );
         Ok(Self {
-            bert,
+            encoder,
             tokenizer,
             device,
             cfg: cfg.clone(),
@@ -125,12 +140,14 @@ impl EmbeddingModel {
         let order = order_by_length(&lengths);
         let sorted_lengths: Vec<usize> = order.iter().map(|&i| lengths[i]).collect();
 
+        let (max_texts, budget) = (self.cfg.max_batch_texts, self.cfg.batch_token_budget);
+        let batches = match self.encoder {
+            // Packed passes cost their real tokens; padded ones texts x longest.
+            Encoder::Fuze(_) => cut_packed_batches(&sorted_lengths, max_texts, budget),
+            Encoder::Stock(_) => cut_batches(&sorted_lengths, max_texts, budget),
+        };
         let mut sorted_vectors = Vec::with_capacity(texts.len());
-        for range in cut_batches(
-            &sorted_lengths,
-            self.cfg.max_batch_texts,
-            self.cfg.batch_token_budget,
-        ) {
+        for range in batches {
             let batch: Vec<&Encoded> = order[range].iter().map(|&i| &encoded[i]).collect();
             let started = Instant::now();
             let vectors = self.forward(&batch)?;
@@ -181,8 +198,19 @@ impl EmbeddingModel {
             .collect())
     }
 
-    /// One forward pass over a batch padded to its longest text.
+    /// One forward pass over a batch.
     fn forward(&self, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
+        match &self.encoder {
+            Encoder::Fuze(fuze) => {
+                let ids: Vec<&[u32]> = batch.iter().map(|e| e.ids.as_slice()).collect();
+                fuze.embed(&ids)
+            }
+            Encoder::Stock(bert) => self.forward_padded(bert, batch),
+        }
+    }
+
+    /// The stock pass: the batch padded to its longest text, with an attention mask.
+    fn forward_padded(&self, bert: &BertModel, batch: &[&Encoded]) -> Result<Vec<Vec<f32>>> {
         let width = batch.iter().map(|e| e.ids.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch.len() * width);
         let mut mask = Vec::with_capacity(batch.len() * width);
@@ -197,7 +225,7 @@ impl EmbeddingModel {
         // Single-sentence inputs: every token has segment 0.
         let type_ids = input_ids.zeros_like()?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let hidden = self.bert.forward(&input_ids, &type_ids, Some(&mask))?;
+        let hidden = bert.forward(&input_ids, &type_ids, Some(&mask))?;
         Ok(mean_pool_normalize(&hidden, &mask)?.to_vec2::<f32>()?)
     }
 }

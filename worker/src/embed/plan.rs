@@ -35,6 +35,30 @@ pub(crate) fn cut_batches(
     batches
 }
 
+/// Cuts `lengths` into consecutive batches of at most `max_texts` texts and `token_budget` real
+/// tokens, for packed passes where a batch costs its real tokens, not texts x longest. A text over
+/// budget on its own still gets its own batch.
+pub(crate) fn cut_packed_batches(
+    lengths: &[usize],
+    max_texts: usize,
+    token_budget: usize,
+) -> Vec<Range<usize>> {
+    let max_texts = max_texts.max(1);
+    let mut batches = Vec::new();
+    let (mut start, mut tokens) = (0, 0);
+    for (i, &len) in lengths.iter().enumerate() {
+        if i > start && (i - start + 1 > max_texts || tokens + len > token_budget) {
+            batches.push(start..i);
+            (start, tokens) = (i, 0);
+        }
+        tokens += len;
+    }
+    if start < lengths.len() {
+        batches.push(start..lengths.len());
+    }
+    batches
+}
+
 /// Puts `sorted` (item `k` belongs to input `order[k]`) back into input order.
 pub(crate) fn restore_order<T>(order: &[usize], sorted: Vec<T>) -> Vec<T> {
     let mut pairs: Vec<(usize, T)> = order.iter().copied().zip(sorted).collect();
@@ -97,6 +121,21 @@ mod tests {
             next = b.end;
         }
         assert_eq!(next, lengths.len());
+    }
+
+    #[test]
+    fn packed_budget_counts_real_tokens_only() {
+        // Padded, 2 + 2 + 30 would count as 3 x 30 = 90 > 64; packed it is 34.
+        assert_eq!(cut_packed_batches(&[2, 2, 30], 32, 64), vec![0..3]);
+        // 30 + 30 + 5 = 65 > 64 cuts before the 5; 5 + 40 fits.
+        assert_eq!(
+            cut_packed_batches(&[30, 30, 5, 40], 32, 64),
+            vec![0..2, 2..4]
+        );
+        assert_eq!(cut_packed_batches(&[1; 5], 2, 100), vec![0..2, 2..4, 4..5]);
+        assert_eq!(cut_packed_batches(&[300, 1], 8, 256), vec![0..1, 1..2]);
+        assert!(cut_packed_batches(&[], 4, 100).is_empty());
+        assert_eq!(cut_packed_batches(&[1, 1], 0, 0), vec![0..1, 1..2]);
     }
 
     #[test]
