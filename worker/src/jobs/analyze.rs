@@ -41,7 +41,6 @@ async fn run(ctx: &JobContext, job: AnalyzeJob, _claimed: Claimed) -> Result<(),
         .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
     let tags = tag_index(ctx).await?;
     let text = source.text.as_deref().unwrap_or_default();
-    // CPU work of a few milliseconds on a long page: keep it off the async threads.
     let embedding = source.embedding.map(|v| v.to_vec());
     let has_title = source
         .title
@@ -52,6 +51,7 @@ async fn run(ctx: &JobContext, job: AnalyzeJob, _claimed: Claimed) -> Result<(),
         .as_deref()
         .is_some_and(|d| !d.trim().is_empty());
     let text = text.to_owned();
+    // CPU work of a few milliseconds on a long page: keep it off the async threads.
     let computed = tokio::task::spawn_blocking(move || {
         let measures = analyze::measure(&text);
         NewAnalysis {
