@@ -1,6 +1,6 @@
 //! Recommendations: a user's bookmarks ranked for a project or a query.
 //!
-//! Candidates are the user's nearest bookmarks to the seed embedding (exact, like search), a few
+//! Candidates are the user's nearest bookmarks to the seed embedding (found like search), a few
 //! times more than asked for; they are then re-ranked by a blend of similarity, quality score and
 //! recency, and near-duplicates of an already chosen bookmark (same article saved under two URLs,
 //! mirrors) are skipped, so the list is not five copies of one page.
@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use crate::projects;
+use crate::{projects, search};
 
 /// How the score blends its parts; the weights sum to 1.
 #[derive(Debug, Clone, Copy)]
@@ -58,15 +58,17 @@ pub struct Pick {
     pub similarity: f32,
 }
 
-/// Exact nearest neighbours (as in [`crate::search`]), then what the ranking needs for those few
-/// rows only: the distance pass reads just `(id, embedding)`, which the covering index serves.
-const CANDIDATES_SQL: &str = "WITH mine AS MATERIALIZED ( \
-       SELECT id, embedding <=> $2 AS distance FROM saved_content \
-       WHERE user_id = $1 AND embedding IS NOT NULL), \
-     nearest AS (SELECT id, distance FROM mine ORDER BY distance, id LIMIT $3) \
-     SELECT s.id, n.distance::float4 AS distance, s.quality_score, s.saved_at, s.embedding \
-     FROM nearest n JOIN saved_content s ON s.id = n.id AND s.user_id = $1 \
-     ORDER BY n.distance, s.id";
+/// The nearest neighbours, found as in [`crate::search`] (Hamming prefilter, exact re-rank), then
+/// what the ranking needs for those few rows only.
+fn candidates_sql() -> String {
+    format!(
+        "WITH {}, nearest AS (SELECT id, distance FROM scored ORDER BY distance, id LIMIT $3) \
+         SELECT s.id, n.distance::float4 AS distance, s.quality_score, s.saved_at, s.embedding \
+         FROM nearest n JOIN saved_content s ON s.id = n.id AND s.user_id = $1 \
+         ORDER BY n.distance, s.id",
+        search::NEAREST_CTES
+    )
+}
 
 pub async fn candidates(
     db: &PgPool,
@@ -74,12 +76,18 @@ pub async fn candidates(
     seed: &[f32],
     limit: u32,
 ) -> sqlx::Result<Vec<Candidate>> {
-    sqlx::query_as(CANDIDATES_SQL)
+    let sql = candidates_sql();
+    let query = sqlx::query_as(&sql)
         .bind(user_id)
-        .bind(Vector::from(seed.to_vec()))
-        .bind(i64::from(limit))
-        .fetch_all(db)
-        .await
+        .bind(Vector::from(seed.to_vec()));
+    search::bind_nearest(
+        query,
+        limit,
+        search::RERANK_CANDIDATES,
+        search::CONFIDENT_GAP_BITS,
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// Best first, at most `limit`, no two near-duplicates.

@@ -1,41 +1,74 @@
 //! Per-user semantic search over bookmark embeddings (cosine distance).
 //!
-//! The query is exact: it reads the user's rows through the `user_id` btree indexes, computes the
-//! distance for each and keeps the `limit` nearest. It deliberately does NOT use the global HNSW
-//! index (`saved_content_embedding_hnsw`): with `WHERE user_id = $1` the planner scans that index
-//! and filters afterwards, which silently returns too few or wrong rows for all but the largest
-//! users, and pgvector 0.8's iterative scans did not reach the recall bar either.
+//! Two stages, both restricted to the user's rows by a `user_id` btree (never the global HNSW
+//! index, which post-filters and silently loses rows, see docs/SEARCH.md):
 //!
-//! Measured (docs/SEARCH.md, `cargo bench -p fuze-tests --bench vector_search`, 2026-11-25,
-//! 100k synthetic clustered 384-d rows over 100 users, 200 queries per user, 2 shared cores):
+//! 1. **Prefilter:** every row of the user is ranked by Hamming distance between 1-bit-per-dimension
+//!    codes (`embedding_bits`, a generated column: the sign of each dimension). A code is 48 bytes,
+//!    so this reads ~30x less than the embeddings and costs ~5 ms for a 25k-row user.
+//! 2. **Re-rank:** the best [`RERANK_CANDIDATES`] rows are scored by exact cosine distance, their
+//!    embeddings read from the `(user_id, id) INCLUDE (embedding)` index.
 //!
-//! | strategy (users of 302 / 2069 / 7243 / 25000 rows)       | recall@10 vs exact        | p50 ms              |
-//! |----------------------------------------------------------|---------------------------|---------------------|
-//! | global HNSW + `WHERE user_id` (defaults)                 | 1.00* / 0.54 / 0.75 / 0.73 | 0.4 / 1.4 / 1.5 / 1.9 |
-//! | HNSW `relaxed_order`, ef_search 200, top 40 re-sorted    | 1.00* / 0.979 / 0.96 / 0.92 | 0.5 / 5.2 / 3.2 / 4.9 |
-//! | HNSW `relaxed_order`, ef_search 500, top 100 re-sorted   | 1.00* / 1.00* / 0.983 / 0.96 | 0.8 / 2.5 / 8.5 / 8.2 |
-//! | this query (exact via the `user_id` indexes)             | 1.00 / 1.00 / 1.00 / 1.00 | 0.4 / 2.5 / 18 / 99 (p95 151) |
-//! | same query + covering index (not in the migration)       | 1.00 / 1.00 / 1.00 / 1.00 | 0.5 / 3.0 / 12 / 41 |
-//!
-//! (* the planner picked a `user_id` index, i.e. an exact plan, for that user.) The HNSW misses
-//! are mostly queries on topics the user has few bookmarks about (on-topic queries alone reached
-//! 0.995 at ef_search 200), but they fail the recall bar (>= 0.98) all the same. Cost grows with
-//! the user's row count (every row of the user is read): ~100 ms for 25k rows with the current
-//! schema; docs/SEARCH.md proposes the covering index `(user_id) INCLUDE (id, embedding)`, which
-//! the planner picks up for this query without code changes. Any plan the planner picks for this
-//! query is exact, so correctness does not depend on statistics or generic plans.
+//! A user with no more rows than that is searched exactly. Above it the answer is approximate;
+//! measured on 100k synthetic clustered rows (`cargo bench -p fuze-tests --bench vector_search`,
+//! docs/SEARCH.md), see there for recall and latency per user size.
 
 use pgvector::Vector;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// Exact nearest neighbours among one user's rows. The MATERIALIZED CTE has no ORDER BY, so no
-/// vector index can serve it: the planner reads the user's rows via a `user_id` index (or a
-/// sequential scan for a very large share of the table) and sorts by distance (top-N heap sort).
-const NEAREST_SQL: &str = "WITH mine AS MATERIALIZED ( \
+/// Rows of a user re-ranked exactly after the Hamming prefilter (chosen by measurement: recall@10
+/// and latency per candidate count are in docs/SEARCH.md).
+pub const RERANK_CANDIDATES: u32 = 1_000;
+
+/// How many bits (of 384) the last candidate must be farther than the `limit`-th for the prefilter
+/// to be trusted. The Hamming distance of a row to the query scatters by up to ~10 bits around its
+/// expectation, so a wider gap means the true nearest rows are among the candidates. Queries about
+/// something the user never saved see a flat distance profile and get the exact scan instead.
+pub const CONFIDENT_GAP_BITS: u32 = 40;
+
+/// The two stages as CTEs ending in `scored (id, distance)`. Parameters: `$1` user, `$2` query
+/// vector, `$3` result limit, `$4` candidate count, `$5` gap in bits.
+///
+/// `trusted` is true when the candidates are all of the user's rows (the re-rank is then exact) or
+/// when the gap holds; otherwise the second branch scores every row of the user exactly. Both
+/// branches are gated by that one-time condition, so only one of them runs. All CTEs are
+/// MATERIALIZED and unordered on the embedding column, so no plan can route the query through the
+/// global HNSW index.
+pub(crate) const NEAREST_CTES: &str = "candidates AS MATERIALIZED ( \
+       SELECT id, embedding_bits <~> binary_quantize($2)::bit(384) AS bits FROM saved_content \
+       WHERE user_id = $1 AND embedding_bits IS NOT NULL ORDER BY bits LIMIT $4), \
+     trusted AS MATERIALIZED ( \
+       SELECT count(*) < $4 \
+           OR max(bits) - (SELECT bits FROM candidates ORDER BY bits OFFSET $3 - 1 LIMIT 1) >= $5 \
+           AS ok FROM candidates), \
+     scored AS MATERIALIZED ( \
        SELECT id, embedding <=> $2 AS distance FROM saved_content \
-       WHERE user_id = $1 AND embedding IS NOT NULL) \
-     SELECT id, distance::float4 FROM mine ORDER BY distance, id LIMIT $3";
+       WHERE (SELECT ok FROM trusted) \
+         AND user_id = $1 AND id = ANY(ARRAY(SELECT id FROM candidates)) \
+       UNION ALL \
+       SELECT id, embedding <=> $2 FROM saved_content \
+       WHERE NOT (SELECT ok FROM trusted) AND user_id = $1 AND embedding IS NOT NULL)";
+
+/// The search query.
+pub fn nearest_sql() -> String {
+    format!(
+        "WITH {NEAREST_CTES} SELECT id, distance::float4 FROM scored ORDER BY distance, id LIMIT $3"
+    )
+}
+
+/// Binds the parameters of [`NEAREST_CTES`] after `$1` (user) and `$2` (query).
+pub(crate) fn bind_nearest<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    limit: u32,
+    candidates: u32,
+    gap_bits: u32,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    query
+        .bind(i64::from(limit.max(1)))
+        .bind(i64::from(candidates.max(limit)))
+        .bind(i32::try_from(gap_bits).unwrap_or(i32::MAX))
+}
 
 /// The `limit` bookmarks of `user_id` nearest to `query` (an embedding of the stored dimension,
 /// 384), nearest first, with their cosine distance (0 = same direction, 2 = opposite). Bookmarks
@@ -46,10 +79,31 @@ pub async fn nearest_bookmarks(
     query: &[f32],
     limit: u32,
 ) -> sqlx::Result<Vec<(Uuid, f32)>> {
-    sqlx::query_as::<_, (Uuid, f32)>(NEAREST_SQL)
+    nearest_bookmarks_among(
+        db,
+        user_id,
+        query,
+        limit,
+        RERANK_CANDIDATES,
+        CONFIDENT_GAP_BITS,
+    )
+    .await
+}
+
+/// [`nearest_bookmarks`] with explicit prefilter settings (`candidates` at least `limit`).
+pub async fn nearest_bookmarks_among(
+    db: impl sqlx::PgExecutor<'_>,
+    user_id: Uuid,
+    query: &[f32],
+    limit: u32,
+    candidates: u32,
+    gap_bits: u32,
+) -> sqlx::Result<Vec<(Uuid, f32)>> {
+    let sql = nearest_sql();
+    let query = sqlx::query_as::<_, (Uuid, f32)>(&sql)
         .bind(user_id)
-        .bind(Vector::from(query.to_vec()))
-        .bind(i64::from(limit))
+        .bind(Vector::from(query.to_vec()));
+    bind_nearest(query, limit, candidates, gap_bits)
         .fetch_all(db)
         .await
 }

@@ -14,6 +14,7 @@ mod vector_seed;
 
 use std::time::Instant;
 
+use fuze_shared::search;
 use fuze_tests::TestEnv;
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
@@ -46,6 +47,11 @@ enum Strategy {
     Hybrid {
         threshold: i64,
         large: Single,
+    },
+    /// What Fuze runs (`fuze_shared::search`): Hamming prefilter, exact re-rank of `candidates`.
+    Prefilter {
+        candidates: u32,
+        gap_bits: u32,
     },
 }
 
@@ -127,6 +133,21 @@ fn strategies() -> Vec<(String, Strategy)> {
             large: hnsw("relaxed_order", 200, None, 4 * K),
         },
     ));
+    // gap 0: the prefilter is always trusted; otherwise a flat profile falls back to exact.
+    for (candidates, gap_bits) in [(500, 0), (1_000, 0), (500, 40), (1_000, 24), (1_000, 40)] {
+        s.push((
+            format!("g  bits prefilter, re-rank {candidates}, gap {gap_bits}"),
+            Strategy::Prefilter {
+                candidates,
+                gap_bits,
+            },
+        ));
+    }
+    // `VS_ONLY=c,g` keeps the strategies whose label starts with one of those letters.
+    if let Ok(only) = std::env::var("VS_ONLY") {
+        let keep: Vec<&str> = only.split(',').map(str::trim).collect();
+        s.retain(|(name, _)| keep.iter().any(|k| name.starts_with(k)));
+    }
     s
 }
 
@@ -152,6 +173,15 @@ async fn run_single(conn: &mut PgConnection, s: &Single, user: Uuid, q: &[f32]) 
 
 async fn run(conn: &mut PgConnection, s: &Strategy, user: Uuid, q: &[f32]) -> Vec<Uuid> {
     match s {
+        Strategy::Prefilter {
+            candidates,
+            gap_bits,
+        } => search::nearest_bookmarks_among(&mut *conn, user, q, K as u32, *candidates, *gap_bits)
+            .await
+            .expect("search")
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect(),
         Strategy::Single(s) => run_single(conn, s, user, q).await,
         Strategy::Hybrid { threshold, large } => {
             let rows: i64 = sqlx::query_scalar(
@@ -174,6 +204,21 @@ async fn run(conn: &mut PgConnection, s: &Strategy, user: Uuid, q: &[f32]) -> Ve
 /// Scan nodes of the plan for the first query, abbreviated.
 async fn plan(conn: &mut PgConnection, s: &Strategy, user: Uuid, rows: usize, q: &[f32]) -> String {
     let s = match s {
+        Strategy::Prefilter {
+            candidates,
+            gap_bits,
+        } => Single {
+            settings: String::new(),
+            // Leaked once per class: a handful of short strings.
+            sql: Box::leak(
+                search::nearest_sql()
+                    .replace("$2", "$2::real[]::vector")
+                    .replace("$4", &candidates.to_string())
+                    .replace("$5", &gap_bits.to_string())
+                    .into_boxed_str(),
+            ),
+            fetch: K,
+        },
         Strategy::Hybrid { threshold, large } if rows as i64 >= *threshold => large.clone(),
         Strategy::Hybrid { .. } => exact(),
         Strategy::Single(s) => s.clone(),
@@ -290,37 +335,7 @@ async fn main() {
         "{:<42} {:<6} {:>6} {:>6} {:>6} {:>5} {:>7} {:>7}  plan (first query, custom plan)",
         "strategy", "user", "rows", "recall", "on-top", "min", "p50 ms", "p95 ms"
     );
-    let mut strategies = strategies();
-    // (f) is measured last: it needs an index the migration does not have.
-    strategies.push((
-        "f  exact via covering index (ix-only)".into(),
-        Strategy::Single(exact()),
-    ));
-    for (name, strategy) in strategies {
-        if name.starts_with('f') {
-            let started = Instant::now();
-            sqlx::raw_sql(
-                "CREATE INDEX saved_content_user_embedding ON saved_content (user_id) \
-                 INCLUDE (id, embedding)",
-            )
-            .execute(&mut *conn)
-            .await
-            .expect("covering index");
-            sqlx::raw_sql("VACUUM ANALYZE saved_content")
-                .execute(&mut *conn)
-                .await
-                .expect("vacuum");
-            let size: String = sqlx::query_scalar(
-                "SELECT pg_size_pretty(pg_relation_size('saved_content_user_embedding'))",
-            )
-            .fetch_one(&mut *conn)
-            .await
-            .expect("size");
-            println!(
-                "  (covering index (user_id) INCLUDE (id, embedding): built in {:.1} s, {size})",
-                started.elapsed().as_secs_f64()
-            );
-        }
+    for (name, strategy) in strategies() {
         for (class, user, qs, truth) in &work {
             let plan = plan(&mut conn, &strategy, user.id, user.rows, &qs[0].0).await;
             let mut ms = Vec::with_capacity(qs.len());

@@ -167,6 +167,17 @@ pub async fn seed(
 ) -> Corpus {
     let mut rng = Rng::new(seed);
     let centroids: Vec<Vec<f32>> = (0..centroids).map(|_| random_unit(&mut rng)).collect();
+    seed_around(pool, sizes, centroids, topics_per_user, rng).await
+}
+
+/// [`seed`] around given unit-length centroids (e.g. embeddings of real texts).
+pub async fn seed_around(
+    pool: &PgPool,
+    sizes: &[usize],
+    centroids: Vec<Vec<f32>>,
+    topics_per_user: usize,
+    mut rng: Rng,
+) -> Corpus {
     let users: Vec<User> = sizes
         .iter()
         .map(|&rows| User {
