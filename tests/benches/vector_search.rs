@@ -127,6 +127,13 @@ fn strategies() -> Vec<(String, Strategy)> {
         }),
     ));
     s.push((
+        "c  exact, index-only (seq, bitmap off)".into(),
+        Strategy::Single(Single {
+            settings: "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off".into(),
+            ..exact()
+        }),
+    ));
+    s.push((
         "e  exact <10k rows, else relaxed ef=200 f40".into(),
         Strategy::Hybrid {
             threshold: 10_000,
