@@ -177,6 +177,22 @@ async fn recommend(api: &TestApi, token: &str, query: &str) -> (u16, Value) {
     get_json(api, &format!("/api/v1/recommendations?{query}"), token).await
 }
 
+/// `fuze_requests_deduplicated_total` from the api's /metrics.
+async fn deduplicated_total(api: &TestApi) -> f64 {
+    let body = reqwest::get(api.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    body.lines()
+        .find_map(|l| l.strip_prefix("fuze_requests_deduplicated_total "))
+        .expect("fuze_requests_deduplicated_total is exported")
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
 fn titles(results: &Value) -> Vec<String> {
     results["items"]
         .as_array()
@@ -280,6 +296,20 @@ async fn recommendations_follow_the_project_skip_duplicates_and_stay_private() {
     assert_eq!(res.status(), 204);
     let (_, changed) = recommend(&api, &alice, &by_project).await;
     assert_eq!(titles(&changed)[0], "Marathon training plan", "{changed}");
+
+    // A burst of one submission (the user clicking several times) does the work once; the
+    // absorbed copies are counted on /metrics.
+    let before_burst = deduplicated_total(&api).await;
+    let burst = "q=long%20distance%20running&limit=2";
+    let (a, b, c, d) = tokio::join!(
+        recommend(&api, &alice, burst),
+        recommend(&api, &alice, burst),
+        recommend(&api, &alice, burst),
+        recommend(&api, &alice, burst),
+    );
+    assert_eq!(a.0, 200, "{}", a.1);
+    assert!(b == a && c == a && d == a, "one answer for all copies");
+    assert_eq!(deduplicated_total(&api).await - before_burst, 3.0);
 
     // By query.
     let (status, by_query) = recommend(&api, &alice, "q=scaling%20containers&limit=1").await;

@@ -40,6 +40,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.observe_cache(&state.cache.stats());
+    state
+        .metrics
+        .observe_dedup(state.recommend_dedup.deduplicated());
     state.metrics.observe_queues(&state.queues, &state.db).await;
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

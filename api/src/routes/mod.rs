@@ -11,6 +11,7 @@ mod projects;
 pub mod recommendations;
 mod search;
 mod session;
+mod uncached;
 
 use actix_web::{middleware::from_fn, web};
 

@@ -19,7 +19,11 @@ use uuid::Uuid;
 use crate::{
     auth::AuthUser,
     error::ApiError,
-    routes::{bookmarks::cached_json, search::query_embedding},
+    routes::{
+        bookmarks::cached_json,
+        search::query_embedding,
+        uncached::{Uncached, to_json},
+    },
     state::AppState,
 };
 
@@ -134,18 +138,6 @@ fn validate(state: &AppState, q: RecommendQuery) -> Result<(Seed, u32), ApiError
     Ok((seed, limit))
 }
 
-/// Why a fresh answer is not cached.
-enum Miss {
-    Keyword(Bytes),
-    Failed(ApiError),
-}
-
-impl From<sqlx::Error> for Miss {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Failed(e.into())
-    }
-}
-
 async fn answer(
     state: &AppState,
     user: Uuid,
@@ -164,18 +156,18 @@ async fn answer(
         .await;
     match loaded {
         Ok((value, _layer)) => Ok(Answer::Cached(value)),
-        Err(Miss::Keyword(body)) => Ok(Answer::Uncached(body)),
-        Err(Miss::Failed(e)) => Err(e),
+        Err(Uncached::Keyword(body)) => Ok(Answer::Uncached(body)),
+        Err(Uncached::Failed(e)) => Err(e),
     }
 }
 
-async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Result<Bytes, Miss> {
+async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Result<Bytes, Uncached> {
     let (project_id, query, text) = match seed {
         Seed::Project(id) => {
             let text =
                 recommend::project_seed_text(&state.db, user, *id, SEED_MAX_TASKS, SEED_MAX_CHARS)
                     .await?
-                    .ok_or(Miss::Failed(ApiError::NotFound))?;
+                    .ok_or(Uncached::Failed(ApiError::NotFound))?;
             (Some(*id), None, text)
         }
         Seed::Query(q) => (None, Some(q.clone()), q.clone()),
@@ -197,7 +189,7 @@ async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Resul
             query,
             items,
         })?;
-        return Err(Miss::Keyword(body));
+        return Err(Uncached::Keyword(body));
     };
     let candidates =
         recommend::candidates(&state.db, user, &vector, limit * CANDIDATES_PER_PICK).await?;
@@ -224,10 +216,4 @@ async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Resul
         query,
         items,
     })
-}
-
-fn to_json(results: &Results) -> Result<Bytes, Miss> {
-    serde_json::to_vec(results)
-        .map(Bytes::from)
-        .map_err(|e| Miss::Failed(ApiError::Internal(e.into())))
 }

@@ -13,7 +13,15 @@ use fuze_shared::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{auth::AuthUser, error::ApiError, routes::bookmarks::cached_json, state::AppState};
+use crate::{
+    auth::AuthUser,
+    error::ApiError,
+    routes::{
+        bookmarks::cached_json,
+        uncached::{Uncached, to_json},
+    },
+    state::AppState,
+};
 
 /// The dimension of stored embeddings (`saved_content.embedding vector(384)`).
 const EMBEDDING_DIMENSIONS: usize = 384;
@@ -41,24 +49,6 @@ struct Results<'a> {
     mode: &'static str,
     query: &'a str,
     items: Vec<Hit>,
-}
-
-/// Why a search result is not cacheable or not available.
-enum Miss {
-    Keyword(Bytes),
-    Failed(ApiError),
-}
-
-impl From<sqlx::Error> for Miss {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Failed(e.into())
-    }
-}
-
-fn to_json(results: &Results<'_>) -> Result<Bytes, Miss> {
-    serde_json::to_vec(results)
-        .map(Bytes::from)
-        .map_err(|e| Miss::Failed(ApiError::Internal(e.into())))
 }
 
 async fn search(
@@ -94,22 +84,22 @@ async fn search(
         .await;
     match loaded {
         Ok((value, _layer)) => Ok(cached_json(&req, value)),
-        Err(Miss::Keyword(body)) => Ok(HttpResponse::Ok()
+        Err(Uncached::Keyword(body)) => Ok(HttpResponse::Ok()
             .content_type("application/json")
             .insert_header(("cache-control", "no-store"))
             .body(body)),
-        Err(Miss::Failed(e)) => Err(e),
+        Err(Uncached::Failed(e)) => Err(e),
     }
 }
 
-async fn run(state: &AppState, user: AuthUser, q: &str, limit: u32) -> Result<Bytes, Miss> {
+async fn run(state: &AppState, user: AuthUser, q: &str, limit: u32) -> Result<Bytes, Uncached> {
     let Some(vector) = query_embedding(state, q).await else {
         let items = bookmarks::keyword_search(&state.db, user.0, q, limit)
             .await?
             .into_iter()
             .map(|(bookmark, score)| Hit { bookmark, score })
             .collect();
-        return Err(Miss::Keyword(to_json(&Results {
+        return Err(Uncached::Keyword(to_json(&Results {
             mode: "keyword",
             query: q,
             items,
