@@ -9,9 +9,10 @@
 //! 2. **Re-rank:** the best [`RERANK_CANDIDATES`] rows are scored by exact cosine distance, their
 //!    embeddings read from the `(user_id, id) INCLUDE (embedding)` index.
 //!
-//! A user with no more rows than that is searched exactly. Above it the answer is approximate;
-//! measured on 100k synthetic clustered rows (`cargo bench -p fuze-tests --bench vector_search`,
-//! docs/SEARCH.md), see there for recall and latency per user size.
+//! A user with fewer rows than that is searched exactly. Above it, the candidates are trusted only
+//! when their Hamming distances show a clear gap ([`CONFIDENT_GAP_BITS`]); otherwise every row of
+//! the user is scored exactly. Recall and latency per user size are measured on 100k synthetic
+//! clustered rows in docs/SEARCH.md (`cargo bench -p fuze-tests --bench vector_search`).
 
 use pgvector::Vector;
 use sqlx::PgPool;
