@@ -5,6 +5,8 @@
 //! recency, and near-duplicates of an already chosen bookmark (same article saved under two URLs,
 //! mirrors) are skipped, so the list is not five copies of one page.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
 use serde::Serialize;
@@ -60,14 +62,17 @@ pub struct Pick {
 
 /// The nearest neighbours, found as in [`crate::search`] (Hamming prefilter, exact re-rank), then
 /// what the ranking needs for those few rows only.
-fn candidates_sql() -> String {
-    format!(
-        "WITH {}, nearest AS (SELECT id, distance FROM scored ORDER BY distance, id LIMIT $3) \
-         SELECT s.id, n.distance::float4 AS distance, s.quality_score, s.saved_at, s.embedding \
-         FROM nearest n JOIN saved_content s ON s.id = n.id AND s.user_id = $1 \
-         ORDER BY n.distance, s.id",
-        search::NEAREST_CTES
-    )
+fn candidates_sql() -> &'static str {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH {}, nearest AS (SELECT id, distance FROM scored ORDER BY distance, id LIMIT $3) \
+             SELECT s.id, n.distance::float4 AS distance, s.quality_score, s.saved_at, s.embedding \
+             FROM nearest n JOIN saved_content s ON s.id = n.id AND s.user_id = $1 \
+             ORDER BY n.distance, s.id",
+            search::NEAREST_CTES
+        )
+    });
+    &SQL
 }
 
 pub async fn candidates(
@@ -76,8 +81,7 @@ pub async fn candidates(
     seed: &[f32],
     limit: u32,
 ) -> sqlx::Result<Vec<Candidate>> {
-    let sql = candidates_sql();
-    let query = sqlx::query_as(&sql)
+    let query = sqlx::query_as(candidates_sql())
         .bind(user_id)
         .bind(Vector::from(seed.to_vec()));
     search::bind_nearest(

@@ -14,6 +14,8 @@
 //! the user is scored exactly. Recall and latency per user size are measured on 100k synthetic
 //! clustered rows in docs/SEARCH.md (`cargo bench -p fuze-tests --bench vector_search`).
 
+use std::sync::LazyLock;
+
 use pgvector::Vector;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -51,11 +53,15 @@ pub(crate) const NEAREST_CTES: &str = "candidates AS MATERIALIZED ( \
        SELECT id, embedding <=> $2 FROM saved_content \
        WHERE NOT (SELECT ok FROM trusted) AND user_id = $1 AND embedding IS NOT NULL)";
 
-/// The search query.
-pub fn nearest_sql() -> String {
-    format!(
-        "WITH {NEAREST_CTES} SELECT id, distance::float4 FROM scored ORDER BY distance, id LIMIT $3"
-    )
+/// The search query (built once).
+pub fn nearest_sql() -> &'static str {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH {NEAREST_CTES} SELECT id, distance::float4 FROM scored \
+             ORDER BY distance, id LIMIT $3"
+        )
+    });
+    &SQL
 }
 
 /// Binds the parameters of [`NEAREST_CTES`] after `$1` (user) and `$2` (query).
@@ -100,8 +106,7 @@ pub async fn nearest_bookmarks_among(
     candidates: u32,
     gap_bits: u32,
 ) -> sqlx::Result<Vec<(Uuid, f32)>> {
-    let sql = nearest_sql();
-    let query = sqlx::query_as::<_, (Uuid, f32)>(&sql)
+    let query = sqlx::query_as::<_, (Uuid, f32)>(nearest_sql())
         .bind(user_id)
         .bind(Vector::from(query.to_vec()));
     bind_nearest(query, limit, candidates, gap_bits)
