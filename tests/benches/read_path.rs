@@ -176,16 +176,6 @@ async fn give_tokens(env: &TestEnv, users: &[Uuid]) -> Vec<String> {
     tokens
 }
 
-async fn cache_stats(api: &TestApi) -> Value {
-    api.get("/api/v1/admin/cache/stats", "test-admin-token")
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json")
-}
-
 /// Zipf(s) over `n` ranks: cumulative weights, sampled by binary search.
 struct Zipf(Vec<f64>);
 
@@ -489,7 +479,7 @@ async fn main() {
                 .unwrap_or_default(),
         );
     }
-    let before = cache_stats(&api).await;
+    let before = api.cache_stats().await;
     let zipf = Zipf::new(USERS, 1.1);
     let query_zipf = Zipf::new(QUERIES.len(), 1.1);
     let api = Arc::new(api);
@@ -543,7 +533,7 @@ async fn main() {
         writes += h.await.expect("task");
     }
     let took = t.elapsed().as_secs_f64();
-    let after = cache_stats(&api).await;
+    let after = api.cache_stats().await;
     println!(
         "mixed workload: {} ops ({writes} writes) in {took:.1} s = {:.0} ops/s, {tasks} clients, Zipf(1.1) users",
         plan.mixed_ops / tasks * tasks,

@@ -25,6 +25,17 @@ impl TestApi {
         }
     }
 
+    /// `GET /api/v1/admin/cache/stats` with the test admin token.
+    pub async fn cache_stats(&self) -> Value {
+        self.get("/api/v1/admin/cache/stats", "test-admin-token")
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

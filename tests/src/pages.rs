@@ -68,6 +68,15 @@ impl PageServer {
         format!("{}{path}", self.base)
     }
 
+    /// A generated article page (`/doc`) with this title and body.
+    pub fn doc_url(&self, title: &str, body: &str) -> String {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("title", title)
+            .append_pair("body", body)
+            .finish();
+        self.url(&format!("/doc?{q}"))
+    }
+
     /// How many times a path was requested.
     pub fn hits(&self, path: &str) -> usize {
         self.hits

@@ -39,17 +39,9 @@ const DATABASE: (&str, &str) = (
      see which plan the planner chose for a SQL query and whether the index was used.",
 );
 
-fn doc_url(pages: &PageServer, title: &str, body: &str) -> String {
-    let q: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("title", title)
-        .append_pair("body", body)
-        .finish();
-    pages.url(&format!("/doc?{q}"))
-}
-
 /// Saves a page and waits until its job (scrape, embed, analyze) succeeded; returns the bookmark id.
 async fn save_ready(api: &TestApi, pages: &PageServer, token: &str, doc: (&str, &str)) -> String {
-    let (_, saved) = api.save(token, &doc_url(pages, doc.0, doc.1)).await;
+    let (_, saved) = api.save(token, &pages.doc_url(doc.0, doc.1)).await;
     let job = api
         .wait_for_job(
             token,
@@ -66,12 +58,6 @@ async fn get_json(api: &TestApi, path: &str, token: &str) -> (u16, Value) {
     let res = api.get(path, token).send().await.expect("request");
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Value::Null))
-}
-
-async fn stats(api: &TestApi) -> Value {
-    get_json(api, "/api/v1/admin/cache/stats", "test-admin-token")
-        .await
-        .1
 }
 
 fn type_stat(stats: &Value, ty: &str, field: &str) -> u64 {
@@ -91,9 +77,7 @@ async fn analysis_is_stored_after_embedding_cached_and_private() {
     let (_, bob) = env.user().await;
 
     // Before any worker runs, the bookmark exists but has no analysis yet.
-    let (_, pending) = api
-        .save(&alice, &doc_url(&pages, "Pending", "not yet"))
-        .await;
+    let (_, pending) = api.save(&alice, &pages.doc_url("Pending", "not yet")).await;
     let pending_id = pending["bookmark"]["id"].as_str().expect("id");
     let (status, body) = get_json(
         &api,
@@ -259,10 +243,10 @@ async fn recommendations_follow_the_project_skip_duplicates_and_stay_private() {
     assert_eq!(found.len(), 3, "{results}");
 
     // Served from the cache the second time.
-    let before = stats(&api).await;
+    let before = api.cache_stats().await;
     let (_, again) = recommend(&api, &alice, &by_project).await;
     assert_eq!(again, results);
-    let after = stats(&api).await;
+    let after = api.cache_stats().await;
     assert_eq!(
         type_stat(&after, "recommendations", "loads"),
         type_stat(&before, "recommendations", "loads")
@@ -399,7 +383,7 @@ async fn a_session_start_warms_the_first_page_into_redis() {
 
     // The api's first read is then an L2 hit, never a database load, and the bytes are the ones
     // the api itself would have produced.
-    let before = stats(&api).await;
+    let before = api.cache_stats().await;
     let res = api
         .get("/api/v1/bookmarks", &token)
         .send()
@@ -407,7 +391,7 @@ async fn a_session_start_warms_the_first_page_into_redis() {
         .expect("list");
     assert_eq!(res.status(), 200);
     let served = res.bytes().await.expect("body");
-    let after = stats(&api).await;
+    let after = api.cache_stats().await;
     assert_eq!(
         type_stat(&after, "user_bookmarks", "l2_hits"),
         type_stat(&before, "user_bookmarks", "l2_hits") + 1,
@@ -490,10 +474,10 @@ async fn the_duplicate_check_of_a_save_reads_the_cached_url_set() {
     assert_eq!(again["job"]["id"], first["job"]["id"]);
 
     // The set is cached now: a third save of the same URL loads nothing from the database.
-    let before = stats(&api).await;
+    let before = api.cache_stats().await;
     let (status, third) = api.save(&alice, &url).await;
     assert_eq!(status, 200, "{third}");
-    let after = stats(&api).await;
+    let after = api.cache_stats().await;
     assert_eq!(
         type_stat(&after, "user_bookmarks", "loads"),
         type_stat(&before, "user_bookmarks", "loads"),

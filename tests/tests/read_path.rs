@@ -16,16 +16,6 @@ async fn list(api: &TestApi, token: &str) -> Value {
     res.json().await.expect("json")
 }
 
-async fn stats(api: &TestApi) -> Value {
-    api.get("/api/v1/admin/cache/stats", "test-admin-token")
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json")
-}
-
 /// Polls `api`'s list until `pred` holds; returns how long that took.
 async fn until_list(api: &TestApi, token: &str, pred: impl Fn(&Value) -> bool) -> Duration {
     let started = Instant::now();
@@ -53,7 +43,7 @@ async fn writes_on_one_instance_or_a_worker_are_not_served_stale_by_another() {
     // B caches an empty list, then serves it from L1.
     assert_eq!(list(&b, &alice).await["items"], serde_json::json!([]));
     assert_eq!(list(&b, &alice).await["items"], serde_json::json!([]));
-    let before = stats(&b).await;
+    let before = b.cache_stats().await;
     assert!(before["l1"]["hits"].as_u64().unwrap_or(0) >= 1, "{before}");
     let metrics = b
         .http
@@ -129,7 +119,7 @@ async fn a_killed_subscription_flushes_l1() {
     let (_, token) = env.user().await;
     list(&api, &token).await;
     list(&api, &token).await;
-    let before = stats(&api).await;
+    let before = api.cache_stats().await;
     assert!(
         before["l1"]["entries"].as_u64().unwrap_or(0) >= 1,
         "{before}"
@@ -154,7 +144,7 @@ async fn a_killed_subscription_flushes_l1() {
 
     let started = Instant::now();
     loop {
-        let now = stats(&api).await;
+        let now = api.cache_stats().await;
         if now["l1"]["flushes_subscription_lost"].as_u64().unwrap_or(0) > flushes {
             assert_eq!(now["l1"]["entries"], 0, "{now}");
             break;

@@ -21,14 +21,6 @@ const PAGES: [(&str, &str); 3] = [
     ),
 ];
 
-fn doc_url(pages: &PageServer, title: &str, body: &str) -> String {
-    let q: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("title", title)
-        .append_pair("body", body)
-        .finish();
-    pages.url(&format!("/doc?{q}"))
-}
-
 async fn search(api: &TestApi, token: &str, q: &str) -> (u16, Value) {
     let res = api
         .get(
@@ -55,7 +47,7 @@ async fn search_finds_the_closest_bookmark_per_user_and_caches_it() {
     let (_, alice) = env.user().await;
     let (_, bob) = env.user().await;
     for (title, body) in PAGES {
-        let (_, saved) = api.save(&alice, &doc_url(&pages, title, body)).await;
+        let (_, saved) = api.save(&alice, &pages.doc_url(title, body)).await;
         let job = api
             .wait_for_job(
                 &alice,
@@ -140,7 +132,7 @@ async fn without_workers_search_falls_back_to_keywords_and_says_so() {
         let worker =
             WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
         for (title, body) in PAGES {
-            let (_, saved) = api.save(&alice, &doc_url(&pages, title, body)).await;
+            let (_, saved) = api.save(&alice, &pages.doc_url(title, body)).await;
             api.wait_for_job(
                 &alice,
                 saved["job"]["id"].as_str().expect("id"),
