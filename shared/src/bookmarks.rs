@@ -1,11 +1,12 @@
 //! Bookmark storage (`saved_content`). Every user-facing query is scoped by `user_id`.
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
 use serde::Serialize;
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
+
+use crate::keyset;
 
 /// A bookmark as lists show it (no page text: pages stay small and cacheable).
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
@@ -149,18 +150,13 @@ pub struct Cursor {
 
 impl Cursor {
     pub fn encode(&self) -> String {
-        let raw = format!("{}|{}", self.saved_at.timestamp_micros(), self.id);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        keyset::encode(self.saved_at, &self.id.to_string())
     }
 
     pub fn decode(s: &str) -> Option<Self> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .ok()?;
-        let raw = String::from_utf8(raw).ok()?;
-        let (micros, id) = raw.split_once('|')?;
+        let (saved_at, id) = keyset::decode(s)?;
         Some(Self {
-            saved_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            saved_at,
             id: id.parse().ok()?,
         })
     }

@@ -27,6 +27,7 @@ pub mod domain;
 pub mod events;
 pub mod jobs;
 pub mod keys;
+pub mod keyset;
 pub mod metrics;
 pub mod projects;
 pub mod query_lane;

@@ -1,10 +1,10 @@
 //! Operator views of the job records: counts, the failed jobs, and putting a failed job back.
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
 
 use super::records::{COLUMNS, JobRecord};
+use crate::keyset;
 
 /// Job records per stage and state.
 #[derive(Debug, Clone, FromRow)]
@@ -39,21 +39,12 @@ impl FailedCursor {
     }
 
     pub fn encode(&self) -> String {
-        let raw = format!("{}|{}", self.updated_at.timestamp_micros(), self.id);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+        keyset::encode(self.updated_at, &self.id)
     }
 
     pub fn decode(s: &str) -> Option<Self> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(s)
-            .ok()?;
-        let raw = String::from_utf8(raw).ok()?;
-        let (micros, id) = raw.split_once('|')?;
-        (!id.is_empty() && id.len() <= 64).then_some(())?;
-        Some(Self {
-            updated_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-            id: id.to_owned(),
-        })
+        let (updated_at, id) = keyset::decode(s)?;
+        (!id.is_empty() && id.len() <= 64).then_some(Self { updated_at, id })
     }
 }
 
@@ -108,6 +99,8 @@ pub async fn reset_failed(
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+
     use super::*;
 
     #[test]
