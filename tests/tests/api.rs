@@ -522,15 +522,7 @@ async fn admin_creates_users_and_health_endpoints_answer() {
             .status(),
         200
     );
-    let metrics = api
-        .http
-        .get(api.url("/metrics"))
-        .send()
-        .await
-        .expect("req")
-        .text()
-        .await
-        .expect("text");
+    let metrics = api.metrics_text().await;
     assert!(
         metrics.contains("fuze_http_requests_total{method=\"POST\",route=\"/api/v1/admin/users\",status=\"201\"} 1"),
         "{metrics}"

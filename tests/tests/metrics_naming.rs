@@ -97,15 +97,7 @@ async fn metrics_follow_prometheus_naming_on_every_process() {
         .await
         .expect("404");
 
-    let api_metrics = api
-        .http
-        .get(api.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let api_metrics = api.metrics_text().await;
     assert!(
         api_metrics.contains("route=\"/api/v1/bookmarks/{id}\""),
         "routes are templates:\n{api_metrics}"

@@ -15,17 +15,6 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("{series} missing from:\n{text}"))
 }
 
-async fn api_metrics(api: &TestApi) -> String {
-    api.http
-        .get(api.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_gauges_follow_a_job_from_waiting_to_done() {
     let env = TestEnv::new().await;
@@ -33,7 +22,7 @@ async fn queue_gauges_follow_a_job_from_waiting_to_done() {
     let api = TestApi::spawn(&env, &[("FUZE_DB_MAX_CONNECTIONS", "7")]).await;
     let (_, token) = env.user().await;
 
-    let before = api_metrics(&api).await;
+    let before = api.metrics_text().await;
     assert_eq!(
         sample(
             &before,
@@ -59,7 +48,7 @@ async fn queue_gauges_follow_a_job_from_waiting_to_done() {
     assert_eq!(status, 202, "{saved}");
     let job = saved["job"]["id"].as_str().expect("id").to_owned();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let waiting = api_metrics(&api).await;
+    let waiting = api.metrics_text().await;
     let queued = sample(
         &waiting,
         r#"fuze_queue_depth{queue="scrape",state="scheduled"}"#,
@@ -96,7 +85,7 @@ async fn queue_gauges_follow_a_job_from_waiting_to_done() {
         WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
     let done = api.wait_for_job(&token, &job, WAIT).await;
     assert_eq!(done["state"], "succeeded", "{done}");
-    let after = api_metrics(&api).await;
+    let after = api.metrics_text().await;
     for queue in ["scrape", "embed"] {
         for state in ["ready", "scheduled", "dead"] {
             let series = format!(r#"fuze_queue_depth{{queue="{queue}",state="{state}"}}"#);

@@ -163,13 +163,9 @@ async fn recommend(api: &TestApi, token: &str, query: &str) -> (u16, Value) {
 
 /// `fuze_requests_deduplicated_total` from the api's /metrics.
 async fn deduplicated_total(api: &TestApi) -> f64 {
-    let body = reqwest::get(api.url("/metrics"))
+    api.metrics_text()
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
-    body.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("fuze_requests_deduplicated_total "))
         .expect("fuze_requests_deduplicated_total is exported")
         .trim()

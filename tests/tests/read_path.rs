@@ -45,15 +45,7 @@ async fn writes_on_one_instance_or_a_worker_are_not_served_stale_by_another() {
     assert_eq!(list(&b, &alice).await["items"], serde_json::json!([]));
     let before = b.cache_stats().await;
     assert!(before["l1"]["hits"].as_u64().unwrap_or(0) >= 1, "{before}");
-    let metrics = b
-        .http
-        .get(b.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = b.metrics_text().await;
     let l1_hits = metrics
         .lines()
         .find(|l| l.starts_with("fuze_cache_requests_total{cache_type=\"user_bookmarks\",layer=\"l1\",result=\"hit\"}"))
