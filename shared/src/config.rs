@@ -140,6 +140,8 @@ pub struct EmbedderConfig {
     pub max_text_chars: usize,
     /// Which forward pass computes the vectors.
     pub engine: EmbedEngine,
+    /// How the Fuze engine stores its dense weights.
+    pub weights: EmbedWeights,
 }
 
 /// The BERT forward pass the worker runs; both give the same vectors up to float rounding.
@@ -176,6 +178,41 @@ impl EmbedEngine {
     }
 }
 
+/// Number format of the Fuze engine's dense weights (activations are always f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmbedWeights {
+    /// Half precision: a short text's pass reads half the bytes; vectors stay within cosine
+    /// 0.9999997 of the reference (docs/PERFORMANCE.md).
+    #[default]
+    F16,
+    /// Single precision, as the checkpoint stores them.
+    F32,
+}
+
+impl FromStr for EmbedWeights {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Ok(Self::F16),
+            "f32" => Ok(Self::F32),
+            other => Err(format!(
+                "unknown weight format {other:?} (expected f16 or f32)"
+            )),
+        }
+    }
+}
+
+impl EmbedWeights {
+    /// The name `FUZE_EMBED_WEIGHTS` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F16 => "f16",
+            Self::F32 => "f32",
+        }
+    }
+}
+
 impl EmbedderConfig {
     /// The model's stable name (its folder's name), part of embedding cache keys. The api, which
     /// never loads the model, derives the same name from the same setting.
@@ -201,6 +238,7 @@ impl Default for EmbedderConfig {
             batch_token_budget: 2_048,
             max_text_chars: 20_000,
             engine: EmbedEngine::default(),
+            weights: EmbedWeights::default(),
         }
     }
 }
@@ -313,6 +351,7 @@ impl Config {
                         .parse("FUZE_EMBED_TOKEN_BUDGET", d.batch_token_budget)?,
                     max_text_chars: env.parse("FUZE_EMBED_MAX_TEXT_CHARS", d.max_text_chars)?,
                     engine: env.parse("FUZE_EMBED_ENGINE", d.engine)?,
+                    weights: env.parse("FUZE_EMBED_WEIGHTS", d.weights)?,
                 }
             },
             ttl: TtlConfig {
@@ -443,6 +482,20 @@ mod tests {
         }
         let err = config_from(&[("FUZE_EMBED_ENGINE", "onnx")]).expect_err("unknown engine");
         assert!(format!("{err:#}").contains("FUZE_EMBED_ENGINE"), "{err:#}");
+    }
+
+    #[test]
+    fn embed_weights_default_to_f16_and_are_chosen_by_name() {
+        assert_eq!(
+            config_from(&[]).expect("defaults").embed.weights,
+            EmbedWeights::F16
+        );
+        for want in [EmbedWeights::F16, EmbedWeights::F32] {
+            let cfg = config_from(&[("FUZE_EMBED_WEIGHTS", want.name())]).expect("valid format");
+            assert_eq!(cfg.embed.weights, want);
+        }
+        let err = config_from(&[("FUZE_EMBED_WEIGHTS", "int8")]).expect_err("unknown format");
+        assert!(format!("{err:#}").contains("FUZE_EMBED_WEIGHTS"), "{err:#}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use fuze_worker::embed::{EmbedEngine, EmbedderConfig, EmbeddingModel};
+use fuze_worker::embed::{EmbedEngine, EmbedWeights, EmbedderConfig, EmbeddingModel};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -61,6 +61,34 @@ const QUICK: Plan = Plan {
     latency_runs: 50,
     runs: 1,
 };
+
+/// What one child process measures: an engine, and for Fuze its weight format.
+#[derive(Clone, Copy)]
+struct Variant {
+    label: &'static str,
+    engine: EmbedEngine,
+    weights: EmbedWeights,
+}
+
+/// Stock first (the baseline), then Fuze as the worker runs it (f16 weights), then Fuze with f32
+/// weights to show what half precision adds.
+const VARIANTS: [Variant; 3] = [
+    Variant {
+        label: "stock",
+        engine: EmbedEngine::Stock,
+        weights: EmbedWeights::F32,
+    },
+    Variant {
+        label: "fuze",
+        engine: EmbedEngine::Fuze,
+        weights: EmbedWeights::F16,
+    },
+    Variant {
+        label: "fuze-f32",
+        engine: EmbedEngine::Fuze,
+        weights: EmbedWeights::F32,
+    },
+];
 
 /// Texts per `embed` call in the "production" rows: what the worker's embedding thread hands the
 /// model at most (`max_batch_texts` x 8 drained requests), which it then sorts and cuts itself.
@@ -198,10 +226,11 @@ fn status_mib(field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn run_child(engine: EmbedEngine, plan: &Plan) -> Result<()> {
+fn run_child(variant: Variant, plan: &Plan) -> Result<()> {
     let cfg = EmbedderConfig {
         model_dir: env_dir("FUZE_MODEL_DIR", "../models/all-MiniLM-L6-v2"),
-        engine,
+        engine: variant.engine,
+        weights: variant.weights,
         ..EmbedderConfig::default()
     };
     let load = Instant::now();
@@ -209,7 +238,7 @@ fn run_child(engine: EmbedEngine, plan: &Plan) -> Result<()> {
     let loaded_rss = status_mib("VmRSS").unwrap_or(f64::NAN);
     println!(
         "  engine {}: loaded in {:.2} s, RSS after load {loaded_rss:.0} MiB",
-        engine.name(),
+        variant.label,
         load.elapsed().as_secs_f64()
     );
     let short = Corpus::load(&model, "short", "short.jsonl", plan.short.texts)?;
@@ -257,21 +286,20 @@ fn run_parent(plan: &Plan, quick: bool) -> Result<()> {
          texts per call in corpus order, as the worker's embedding thread does",
         cfg.max_tokens, cfg.max_batch_texts, cfg.batch_token_budget
     );
-    let engines = [EmbedEngine::Stock, EmbedEngine::Fuze];
     let mut results: BTreeMap<(String, &str), Vec<f64>> = BTreeMap::new();
     let exe = std::env::current_exe()?;
     for run in 1..=plan.runs {
-        for engine in engines {
-            println!("\nrun {run}/{}, {}:", plan.runs, engine.name());
+        for variant in VARIANTS {
+            println!("\nrun {run}/{}, {}:", plan.runs, variant.label);
             let out = Command::new(&exe)
-                .env("FUZE_BENCH_ENGINE", engine.name())
+                .env("FUZE_BENCH_ENGINE", variant.label)
                 .output()
                 .context("starting the bench child process")?;
             let stdout = String::from_utf8_lossy(&out.stdout);
             if !out.status.success() {
                 bail!(
                     "{} run failed: {}\n{stdout}",
-                    engine.name(),
+                    variant.label,
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
@@ -280,7 +308,7 @@ fn run_parent(plan: &Plan, quick: bool) -> Result<()> {
                     Some(result) => {
                         let (key, value) = result.split_once(' ').context("bad RESULT line")?;
                         results
-                            .entry((key.to_owned(), engine.name()))
+                            .entry((key.to_owned(), variant.label))
                             .or_default()
                             .push(value.parse()?);
                     }
@@ -295,8 +323,8 @@ fn run_parent(plan: &Plan, quick: bool) -> Result<()> {
         plan.runs
     );
     println!(
-        "  {:<28} {:>10} {:>10} {:>11}",
-        "measure", "stock", "fuze", "fuze/stock"
+        "  {:<28} {:>10} {:>10} {:>10} {:>11}",
+        "measure", "stock", "fuze", "fuze-f32", "fuze/stock"
     );
     let keys: Vec<String> = results
         .keys()
@@ -305,19 +333,19 @@ fn run_parent(plan: &Plan, quick: bool) -> Result<()> {
         .into_iter()
         .collect();
     for key in keys {
-        let mut get = |engine: EmbedEngine| {
+        let mut get = |label: &'static str| {
             results
-                .get_mut(&(key.clone(), engine.name()))
+                .get_mut(&(key.clone(), label))
                 .map_or(f64::NAN, |v| median(v))
         };
-        let (stock, fuze) = (get(EmbedEngine::Stock), get(EmbedEngine::Fuze));
+        let (stock, fuze, fuze_f32) = (get("stock"), get("fuze"), get("fuze-f32"));
         // For times and memory lower is better, so the speed-up is stock / fuze.
         let ratio = if key.starts_with("latency") || key.starts_with("rss") {
             stock / fuze
         } else {
             fuze / stock
         };
-        println!("  {key:<28} {stock:>10.1} {fuze:>10.1} {ratio:>10.2}x");
+        println!("  {key:<28} {stock:>10.1} {fuze:>10.1} {fuze_f32:>10.1} {ratio:>10.2}x");
     }
     Ok(())
 }
@@ -332,7 +360,13 @@ fn main() -> Result<()> {
         plan.runs = runs;
     }
     match std::env::var("FUZE_BENCH_ENGINE") {
-        Ok(name) => run_child(name.parse().map_err(anyhow::Error::msg)?, &plan),
+        Ok(label) => {
+            let variant = VARIANTS
+                .into_iter()
+                .find(|v| v.label == label)
+                .with_context(|| format!("unknown FUZE_BENCH_ENGINE {label:?}"))?;
+            run_child(variant, &plan)
+        }
         Err(_) => run_parent(&plan, quick),
     }
 }

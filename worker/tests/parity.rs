@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, ensure};
-use fuze_worker::embed::{EmbedEngine, EmbedObserver, Embedder, EmbedderConfig, EmbeddingModel};
+use fuze_worker::embed::{
+    EmbedEngine, EmbedObserver, EmbedWeights, Embedder, EmbedderConfig, EmbeddingModel,
+};
 use serde::Deserialize;
 
 const MIN_COSINE: f64 = 0.9999;
@@ -158,7 +160,11 @@ fn stock_engine_matches_reference() -> Result<()> {
 
 #[test]
 fn packed_engine_equals_padded_stock_engine_on_mixed_lengths() -> Result<()> {
-    let fuze = load_model()?;
+    // f32 weights: the same numbers as the stock pass, so only packing could make them differ.
+    let fuze = EmbeddingModel::load(&EmbedderConfig {
+        weights: EmbedWeights::F32,
+        ..config()?
+    })?;
     let stock = EmbeddingModel::load(&EmbedderConfig {
         engine: EmbedEngine::Stock,
         ..config()?
@@ -181,6 +187,22 @@ fn packed_engine_equals_padded_stock_engine_on_mixed_lengths() -> Result<()> {
             row.tokens
         );
     }
+    Ok(())
+}
+
+#[test]
+fn f32_weights_match_reference_too() -> Result<()> {
+    let model = EmbeddingModel::load(&EmbedderConfig {
+        weights: EmbedWeights::F32,
+        ..config()?
+    })?;
+    let rows = read_fixture()?;
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    check(
+        "f32 weights",
+        &rows.iter().collect::<Vec<_>>(),
+        &model.embed(&texts)?,
+    )?;
     Ok(())
 }
 

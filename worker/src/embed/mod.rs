@@ -13,7 +13,7 @@ mod observer;
 mod plan;
 mod pooling;
 
-pub use fuze_shared::config::{EmbedEngine, EmbedderConfig};
+pub use fuze_shared::config::{EmbedEngine, EmbedWeights, EmbedderConfig};
 pub use handle::Embedder;
 pub use model::EmbeddingModel;
 pub use observer::{EmbedObserver, NoopObserver};

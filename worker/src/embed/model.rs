@@ -79,7 +79,7 @@ impl EmbeddingModel {
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)? };
         let encoder = match cfg.engine {
-            EmbedEngine::Fuze => FuzeBert::load(vb, &config).map(Encoder::Fuze),
+            EmbedEngine::Fuze => FuzeBert::load(vb, &config, cfg.weights).map(Encoder::Fuze),
             EmbedEngine::Stock => BertModel::load(vb, &config)
                 .map(Encoder::Stock)
                 .map_err(anyhow::Error::from),

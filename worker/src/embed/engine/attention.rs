@@ -8,7 +8,6 @@
 
 use std::ops::Range;
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, bail};
 use rayon::prelude::*;
 
 use super::vector::{self, vectorized};
@@ -17,43 +16,69 @@ use super::vector::{self, vectorized};
 const ROWS: usize = 4;
 /// Key columns per score block; the key matrix is padded to a multiple of this.
 const COLS: usize = 16;
+/// Below this many multiply-adds (a few short texts) one thread does all heads: waking the pool
+/// would cost more.
+const PARALLEL_MIN_FMAS: usize = 1 << 20;
 
-/// Attention for all sequences of a packed batch: `[tokens, 3 * hidden]` in, `[tokens, hidden]`
-/// out. The query weights and bias are pre-scaled by `1 / sqrt(head_dim)` at load time.
-pub(crate) struct PackedAttention<'a> {
-    pub spans: &'a [Range<usize>],
-    pub heads: usize,
-    pub head_dim: usize,
-    /// Biases of the fused projection, `[3 * hidden]`, added here rather than in a separate pass.
-    pub qkv_bias: &'a [f32],
+/// Attention for all sequences of a packed batch: `qkv` is `[tokens][3 * hidden]` (biases added,
+/// queries pre-scaled by `1 / sqrt(head_dim)`), `ctx` receives `[tokens][hidden]`.
+pub(crate) fn attend(
+    qkv: &[f32],
+    spans: &[Range<usize>],
+    heads: usize,
+    head_dim: usize,
+    ctx: &mut [f32],
+) {
+    let hidden = heads * head_dim;
+    let tokens = spans.last().map_or(0, |s| s.end);
+    assert!(
+        qkv.len() == tokens * 3 * hidden && ctx.len() == tokens * hidden,
+        "attention over {tokens} tokens got {} qkv and {} context values",
+        qkv.len(),
+        ctx.len()
+    );
+    let shape = Shape { heads, head_dim };
+    let tasks: Vec<(usize, usize)> = (0..spans.len())
+        .flat_map(|s| (0..heads).map(move |h| (s, h)))
+        .collect();
+    let fmas: usize = spans.iter().map(|s| s.len() * s.len()).sum::<usize>() * 2 * hidden;
+    let run = |&(s, h): &(usize, usize)| shape.head(qkv, &spans[s], h);
+    let outputs: Vec<Vec<f32>> = if fmas < PARALLEL_MIN_FMAS {
+        tasks.iter().map(run).collect()
+    } else {
+        // Small heads (short texts) are grouped so each rayon task still does real work.
+        tasks.par_iter().with_min_len(4).map(run).collect()
+    };
+    for (&(s, h), out) in tasks.iter().zip(&outputs) {
+        for (t, o) in spans[s].clone().zip(out.chunks_exact(head_dim)) {
+            ctx[t * hidden + h * head_dim..][..head_dim].copy_from_slice(o);
+        }
+    }
 }
 
-impl PackedAttention<'_> {
-    fn hidden(&self) -> usize {
-        self.heads * self.head_dim
-    }
+#[derive(Clone, Copy)]
+struct Shape {
+    heads: usize,
+    head_dim: usize,
+}
 
+impl Shape {
     /// Context of one head of one sequence: `[len, head_dim]`, row-major.
-    fn head(&self, qkv: &[f32], span: &Range<usize>, head: usize) -> Vec<f32> {
-        let hidden = self.hidden();
+    fn head(self, qkv: &[f32], span: &Range<usize>, head: usize) -> Vec<f32> {
+        let hidden = self.heads * self.head_dim;
         let width = 3 * hidden;
         let d = self.head_dim;
         let len = span.len();
         let padded = len.div_ceil(COLS) * COLS;
         let (q_col, k_col, v_col) = (head * d, hidden + head * d, 2 * hidden + head * d);
         let row = |t: usize, col: usize| &qkv[(span.start + t) * width + col..][..d];
-        let (q_bias, k_bias, v_bias) = (
-            &self.qkv_bias[q_col..q_col + d],
-            &self.qkv_bias[k_col..k_col + d],
-            &self.qkv_bias[v_col..v_col + d],
-        );
 
-        // K^T with bias, [head_dim, padded]: score blocks then read keys contiguously. Padding
-        // columns stay zero and are never part of a softmax.
+        // K^T, [head_dim, padded]: score blocks then read keys contiguously. Padding columns stay
+        // zero and are never part of a softmax.
         let mut kt = vec![0f32; d * padded];
         for t in 0..len {
-            for (c, (k, b)) in row(t, k_col).iter().zip(k_bias).enumerate() {
-                kt[c * padded + t] = k + b;
+            for (c, k) in row(t, k_col).iter().enumerate() {
+                kt[c * padded + t] = *k;
             }
         }
 
@@ -66,13 +91,7 @@ impl PackedAttention<'_> {
                 for i0 in (0..len).step_by(ROWS) {
                     let rows = ROWS.min(len - i0);
                     for r in 0..rows {
-                        for ((dst, x), b) in q[r * d..][..d]
-                            .iter_mut()
-                            .zip(row(i0 + r, q_col))
-                            .zip(q_bias)
-                        {
-                            *dst = x + b;
-                        }
+                        q[r * d..][..d].copy_from_slice(row(i0 + r, q_col));
                     }
                     let block = &mut scores[i0 * padded..(i0 + rows) * padded];
                     if rows == ROWS {
@@ -108,12 +127,6 @@ impl PackedAttention<'_> {
                                 }
                             }
                         }
-                    }
-                }
-                // Probabilities of a row sum to one, so the value bias adds once per output row.
-                for o in out.chunks_exact_mut(d) {
-                    for (o, b) in o.iter_mut().zip(v_bias) {
-                        *o += b;
                     }
                 }
             },
@@ -166,59 +179,17 @@ fn weighted_values<'v, const R: usize, const D: usize>(
     }
 }
 
-impl CustomOp1 for PackedAttention<'_> {
-    fn name(&self) -> &'static str {
-        "fuze-packed-attention"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = storage else {
-            bail!("packed attention expects f32");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            bail!("packed attention expects a contiguous qkv matrix");
-        };
-        let qkv = &all[start..end];
-        let hidden = self.hidden();
-        let (tokens, width) = layout.shape().dims2()?;
-        if width != 3 * hidden || self.qkv_bias.len() != width {
-            bail!("qkv width {width} does not match {} heads", self.heads);
-        }
-        if self.spans.last().map_or(0, |s| s.end) != tokens {
-            bail!("spans do not cover the {tokens} packed tokens");
-        }
-        let tasks: Vec<(usize, usize)> = (0..self.spans.len())
-            .flat_map(|s| (0..self.heads).map(move |h| (s, h)))
-            .collect();
-        // Small heads (short texts) are grouped so each rayon task still does real work.
-        let heads: Vec<Vec<f32>> = tasks
-            .par_iter()
-            .with_min_len(4)
-            .map(|&(s, h)| self.head(qkv, &self.spans[s], h))
-            .collect();
-        let d = self.head_dim;
-        let mut ctx = vec![0f32; tokens * hidden];
-        for (&(s, h), out) in tasks.iter().zip(&heads) {
-            for (t, o) in self.spans[s].clone().zip(out.chunks_exact(d)) {
-                ctx[t * hidden + h * d..][..d].copy_from_slice(o);
-            }
-        }
-        Ok((CpuStorage::F32(ctx), Shape::from((tokens, hidden))))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{D, Device, Tensor};
+    use candle_core::{D, Device, Result, Tensor};
 
-    /// Reference: plain candle ops on one sequence, padding-free, bias added up front.
-    fn reference(qkv: &Tensor, bias: &Tensor, heads: usize, d: usize) -> Result<Tensor> {
+    /// Reference: plain candle ops on one sequence, padding-free.
+    fn reference(qkv: &Tensor, heads: usize, d: usize) -> Result<Tensor> {
         let (len, _) = qkv.dims2()?;
-        let x = qkv.broadcast_add(bias)?;
         let hidden = heads * d;
         let split = |i: usize| -> Result<Tensor> {
-            x.narrow(1, i * hidden, hidden)?
+            qkv.narrow(1, i * hidden, hidden)?
                 .reshape((len, heads, d))?
                 .transpose(0, 1)?
                 .contiguous()
@@ -233,49 +204,39 @@ mod tests {
     fn matches_per_sequence_reference() -> Result<()> {
         let dev = Device::Cpu;
         let (heads, d) = (3, 32);
-        // Lengths around the 4-row and 16-column blocks, including a single token.
-        let lens = [1usize, 5, 16, 17, 38];
-        let tokens: usize = lens.iter().sum();
-        let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * heads * d), &dev)?;
-        let bias = Tensor::randn(0f32, 1.0, 3 * heads * d, &dev)?;
-        let mut spans = Vec::new();
-        let mut start = 0;
-        for len in lens {
-            spans.push(start..start + len);
-            start += len;
-        }
-        let bias_vec = bias.to_vec1::<f32>()?;
-        let op = PackedAttention {
-            spans: &spans,
-            heads,
-            head_dim: d,
-            qkv_bias: &bias_vec,
-        };
-        let got = qkv.apply_op1_no_bwd(&op)?;
-        for span in &spans {
-            let want = reference(&qkv.narrow(0, span.start, span.len())?, &bias, heads, d)?;
-            let diff = (got.narrow(0, span.start, span.len())? - want)?
-                .abs()?
-                .max_all()?
-                .to_scalar::<f32>()?;
-            assert!(diff < 1e-5, "span {span:?}: max diff {diff}");
+        // Lengths around the 4-row and 16-column blocks, including a single token; the long one
+        // takes the parallel path.
+        for lens in [vec![1usize, 5, 16, 17, 38], vec![3, 140, 90]] {
+            let tokens: usize = lens.iter().sum();
+            let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * heads * d), &dev)?;
+            let mut spans = Vec::new();
+            let mut start = 0;
+            for len in &lens {
+                spans.push(start..start + len);
+                start += len;
+            }
+            let mut ctx = vec![f32::NAN; tokens * heads * d];
+            attend(&qkv.flatten_all()?.to_vec1()?, &spans, heads, d, &mut ctx);
+            let got = Tensor::from_vec(ctx, (tokens, heads * d), &dev)?;
+            for span in &spans {
+                let want = reference(&qkv.narrow(0, span.start, span.len())?, heads, d)?;
+                let diff = (got.narrow(0, span.start, span.len())? - want)?
+                    .abs()?
+                    .max_all()?
+                    .to_scalar::<f32>()?;
+                assert!(diff < 1e-5, "span {span:?}: max diff {diff}");
+            }
         }
         Ok(())
     }
 
     #[test]
-    fn rejects_spans_that_miss_tokens() -> Result<()> {
-        let qkv = Tensor::zeros((4, 3 * 32), candle_core::DType::F32, &Device::Cpu)?;
-        let bias = vec![0f32; 96];
+    #[should_panic(expected = "attention over 3 tokens")]
+    fn rejects_spans_that_miss_tokens() {
+        let qkv = vec![0f32; 4 * 3 * 32];
+        let mut ctx = vec![0f32; 4 * 32];
         // One span of 3 rows for a 4-row matrix.
         let spans = std::iter::once(0..3).collect::<Vec<_>>();
-        let op = PackedAttention {
-            spans: &spans,
-            heads: 1,
-            head_dim: 32,
-            qkv_bias: &bias,
-        };
-        assert!(qkv.apply_op1_no_bwd(&op).is_err());
-        Ok(())
+        attend(&qkv, &spans, 1, 32, &mut ctx);
     }
 }

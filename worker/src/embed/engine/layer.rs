@@ -1,37 +1,61 @@
-//! One BERT encoder layer over a packed `[tokens, hidden]` matrix.
+//! One BERT encoder layer over a packed `[tokens][hidden]` matrix.
 
 use std::ops::Range;
 
-use candle_core::{Result, Tensor};
+use anyhow::Result;
 use candle_nn::VarBuilder;
+use fuze_shared::config::EmbedWeights;
 
-use super::attention::PackedAttention;
-use super::ops;
+use super::attention::attend;
+use super::dense::{Activation, Dense};
+use super::ops::add_norm;
 use super::vector::NormParams;
 
 /// Weights laid out for the packed forward pass; see [`EncoderLayer::load`].
 pub(crate) struct EncoderLayer {
-    /// Query, key and value projections side by side: `[hidden, 3 * hidden]`.
-    qkv: Tensor,
-    qkv_bias: Vec<f32>,
-    attn_out: Tensor,
+    /// Query, key and value projections as one layer of `3 * hidden` outputs.
+    qkv: Dense,
+    attn_out: Dense,
     attn_norm: NormParams,
-    up: Tensor,
-    up_bias: Vec<f32>,
-    down: Tensor,
+    up: Dense,
+    down: Dense,
     out_norm: NormParams,
     heads: usize,
     head_dim: usize,
 }
 
-/// A dense layer's weight as `[in, out]`, ready to be the right operand of `x.matmul`.
-fn dense(vb: &VarBuilder, out_dim: usize, in_dim: usize) -> Result<Tensor> {
-    vb.get((out_dim, in_dim), "weight")?.t()?.contiguous()
+/// The activations of one pass, reused by every layer.
+pub(crate) struct Buffers {
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    attended: Vec<f32>,
+    up: Vec<f32>,
 }
 
-fn norm(vb: VarBuilder, bias: Tensor, hidden: usize, eps: f64) -> Result<NormParams> {
+impl Buffers {
+    pub fn new(tokens: usize, layer: &EncoderLayer) -> Self {
+        let hidden = layer.heads * layer.head_dim;
+        Self {
+            qkv: vec![0.0; tokens * layer.qkv.outputs()],
+            ctx: vec![0.0; tokens * hidden],
+            attended: vec![0.0; tokens * hidden],
+            up: vec![0.0; tokens * layer.up.outputs()],
+        }
+    }
+}
+
+/// `(weight [out][in], bias [out])` of the Linear layer under `vb`, as flat vectors.
+fn linear(vb: &VarBuilder, out_dim: usize, in_dim: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    Ok((
+        vb.get((out_dim, in_dim), "weight")?
+            .flatten_all()?
+            .to_vec1()?,
+        vb.get(out_dim, "bias")?.to_vec1()?,
+    ))
+}
+
+fn norm(vb: VarBuilder, hidden: usize, eps: f64) -> Result<NormParams> {
     Ok(NormParams {
-        bias: bias.to_vec1()?,
         gamma: vb.get(hidden, "weight")?.to_vec1()?,
         beta: vb.get(hidden, "bias")?.to_vec1()?,
         eps: eps as f32,
@@ -41,83 +65,61 @@ fn norm(vb: VarBuilder, bias: Tensor, hidden: usize, eps: f64) -> Result<NormPar
 impl EncoderLayer {
     /// Loads `encoder.layer.N` in the Hugging Face BERT naming.
     ///
-    /// Three things happen once here instead of on every pass: Q, K and V are concatenated into
-    /// one matmul (one wide gemm beats three narrow ones), the weights are stored `[in, out]`,
-    /// and the query side is pre-multiplied by `1 / sqrt(head_dim)` so attention needs no scaling.
+    /// Two things happen once here instead of on every pass: Q, K and V become one dense layer
+    /// (one pass over the input instead of three), and the query side is pre-multiplied by
+    /// `1 / sqrt(head_dim)` so attention needs no scaling.
     pub fn load(
         vb: VarBuilder,
         hidden: usize,
         intermediate: usize,
         heads: usize,
         eps: f64,
+        weights: EmbedWeights,
     ) -> Result<Self> {
         let head_dim = hidden / heads;
-        let scale = 1.0 / (head_dim as f64).sqrt();
+        let scale = 1.0 / (head_dim as f32).sqrt();
         let attn = vb.pp("attention");
         let own = attn.pp("self");
-        let (q, k, v) = (own.pp("query"), own.pp("key"), own.pp("value"));
-        let qkv = Tensor::cat(
-            &[
-                (dense(&q, hidden, hidden)? * scale)?,
-                dense(&k, hidden, hidden)?,
-                dense(&v, hidden, hidden)?,
-            ],
-            1,
-        )?;
-        let qkv_bias = Tensor::cat(
-            &[
-                (q.get(hidden, "bias")? * scale)?,
-                k.get(hidden, "bias")?,
-                v.get(hidden, "bias")?,
-            ],
-            0,
-        )?
-        .to_vec1()?;
+        let (mut qkv_w, mut qkv_b) = (Vec::new(), Vec::new());
+        for (name, factor) in [("query", scale), ("key", 1.0), ("value", 1.0)] {
+            let (w, b) = linear(&own.pp(name), hidden, hidden)?;
+            qkv_w.extend(w.iter().map(|v| v * factor));
+            qkv_b.extend(b.iter().map(|v| v * factor));
+        }
         let out = attn.pp("output");
-        let attn_out = dense(&out.pp("dense"), hidden, hidden)?;
-        let attn_norm = norm(
-            out.pp("LayerNorm"),
-            out.pp("dense").get(hidden, "bias")?,
-            hidden,
-            eps,
-        )?;
-        let up_vb = vb.pp("intermediate").pp("dense");
-        let down_vb = vb.pp("output");
+        let dense = |(w, b): (Vec<f32>, Vec<f32>), outputs, inputs| {
+            Dense::new(&w, &b, outputs, inputs, weights)
+        };
         Ok(Self {
-            qkv,
-            qkv_bias,
-            attn_out,
-            attn_norm,
-            up: dense(&up_vb, intermediate, hidden)?,
-            up_bias: up_vb.get(intermediate, "bias")?.to_vec1()?,
-            down: dense(&down_vb.pp("dense"), hidden, intermediate)?,
-            out_norm: norm(
-                down_vb.pp("LayerNorm"),
-                down_vb.pp("dense").get(hidden, "bias")?,
+            qkv: dense((qkv_w, qkv_b), 3 * hidden, hidden)?,
+            attn_out: dense(linear(&out.pp("dense"), hidden, hidden)?, hidden, hidden)?,
+            attn_norm: norm(out.pp("LayerNorm"), hidden, eps)?,
+            up: dense(
+                linear(&vb.pp("intermediate").pp("dense"), intermediate, hidden)?,
+                intermediate,
                 hidden,
-                eps,
             )?,
+            down: dense(
+                linear(&vb.pp("output").pp("dense"), hidden, intermediate)?,
+                hidden,
+                intermediate,
+            )?,
+            out_norm: norm(vb.pp("output").pp("LayerNorm"), hidden, eps)?,
             heads,
             head_dim,
         })
     }
 
-    /// `x`: `[tokens, hidden]` of the texts in `spans`; returns the layer's output, same shape.
-    pub fn forward(&self, x: &Tensor, spans: &[Range<usize>]) -> Result<Tensor> {
-        let qkv = x.matmul(&self.qkv)?;
-        let ctx = qkv.apply_op1_no_bwd(&PackedAttention {
-            spans,
-            heads: self.heads,
-            head_dim: self.head_dim,
-            qkv_bias: &self.qkv_bias,
-        })?;
-        drop(qkv);
-        let attended = ctx.matmul(&self.attn_out)?;
-        ops::add_norm(&attended, x, &self.attn_norm)?;
-        let up = attended.matmul(&self.up)?;
-        ops::bias_gelu(&up, &self.up_bias)?;
-        let out = up.matmul(&self.down)?;
-        ops::add_norm(&out, &attended, &self.out_norm)?;
-        Ok(out)
+    /// `x`: `[tokens][hidden]` of the texts in `spans`, replaced by the layer's output.
+    pub fn forward(&self, x: &mut [f32], spans: &[Range<usize>], buf: &mut Buffers) {
+        self.qkv.forward(x, &mut buf.qkv, Activation::Identity);
+        attend(&buf.qkv, spans, self.heads, self.head_dim, &mut buf.ctx);
+        self.attn_out
+            .forward(&buf.ctx, &mut buf.attended, Activation::Identity);
+        add_norm(&mut buf.attended, x, &self.attn_norm);
+        self.up
+            .forward(&buf.attended, &mut buf.up, Activation::Gelu);
+        self.down.forward(&buf.up, x, Activation::Identity);
+        add_norm(x, &buf.attended, &self.out_norm);
     }
 }

@@ -1,39 +1,45 @@
 //! The Fuze BERT encoder: the same model as candle's `BertModel`, computed on packed batches.
 //!
 //! - [`pack`]: a batch's tokens back to back, no padding.
-//! - [`layer`]: one encoder layer; fused QKV weights, dense layers on the packed matrix.
+//! - [`dense`]: the dense layers' kernel, on weights packed (f16 by default) at load time.
+//! - [`layer`]: one encoder layer; fused QKV projection, dense layers on the packed matrix.
 //! - [`attention`]: per-sequence attention read straight from the fused QKV matrix.
-//! - [`ops`]: in-place bias + GELU and bias + residual + LayerNorm passes.
+//! - [`ops`]: residual + LayerNorm over the rows.
 //! - [`vector`]: the row kernels (exp, erf-GELU, softmax, LayerNorm), SIMD-dispatched at run time.
+//!
+//! candle only reads the checkpoint; the pass runs on plain buffers.
 
 mod attention;
+mod dense;
 mod layer;
 mod ops;
 mod pack;
 mod vector;
 
 use anyhow::{Result, bail, ensure};
-use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct, PositionEmbeddingType};
+use fuze_shared::config::EmbedWeights;
 
-use layer::EncoderLayer;
+use layer::{Buffers, EncoderLayer};
 use pack::Packed;
 use vector::NormParams;
 
 /// The encoder with its weights; [`FuzeBert::embed`] returns pooled sentence vectors.
 pub(crate) struct FuzeBert {
-    word: Tensor,
-    position: Tensor,
-    /// Embedding LayerNorm; its `bias` is the token-type-0 row, the only segment Fuze uses.
+    /// `[vocab][hidden]`.
+    word: Vec<f32>,
+    /// `[positions][hidden]`, with the token-type-0 row added: the only segment Fuze uses.
+    position: Vec<f32>,
     embed_norm: NormParams,
     layers: Vec<EncoderLayer>,
-    device: Device,
+    hidden: usize,
 }
 
 impl FuzeBert {
-    /// Loads the weights of a Hugging Face BERT checkpoint (optionally under a `bert.` prefix).
-    pub fn load(vb: VarBuilder, config: &Config) -> Result<Self> {
+    /// Loads the weights of a Hugging Face BERT checkpoint (optionally under a `bert.` prefix),
+    /// storing the dense layers' weights as `weights` says.
+    pub fn load(vb: VarBuilder, config: &Config, weights: EmbedWeights) -> Result<Self> {
         ensure!(
             config.hidden_act == HiddenAct::Gelu,
             "the Fuze engine implements the exact (erf) GELU only, not {:?}",
@@ -58,10 +64,20 @@ impl FuzeBert {
         let token_type = emb
             .pp("token_type_embeddings")
             .get((config.type_vocab_size, hidden), "weight")?
-            .get(0)?;
+            .get(0)?
+            .to_vec1::<f32>()?;
+        let mut position = emb
+            .pp("position_embeddings")
+            .get((config.max_position_embeddings, hidden), "weight")?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        for row in position.chunks_exact_mut(hidden) {
+            for (p, t) in row.iter_mut().zip(&token_type) {
+                *p += t;
+            }
+        }
         let norm = emb.pp("LayerNorm");
         let embed_norm = NormParams {
-            bias: token_type.to_vec1()?,
             gamma: norm.get(hidden, "weight")?.to_vec1()?,
             beta: norm.get(hidden, "bias")?.to_vec1()?,
             eps: config.layer_norm_eps as f32,
@@ -74,32 +90,45 @@ impl FuzeBert {
                     config.intermediate_size,
                     heads,
                     config.layer_norm_eps,
+                    weights,
                 )
             })
-            .collect::<candle_core::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             word: emb
                 .pp("word_embeddings")
-                .get((config.vocab_size, hidden), "weight")?,
-            position: emb
-                .pp("position_embeddings")
-                .get((config.max_position_embeddings, hidden), "weight")?,
+                .get((config.vocab_size, hidden), "weight")?
+                .flatten_all()?
+                .to_vec1()?,
+            position,
             embed_norm,
             layers,
-            device: vb.device().clone(),
+            hidden,
         })
     }
 
-    /// Last hidden states of a packed batch: `[tokens, hidden]`.
-    fn hidden_states(&self, packed: &Packed) -> Result<Tensor> {
+    /// Last hidden states of a packed batch: `[tokens][hidden]`.
+    fn hidden_states(&self, packed: &Packed) -> Result<Vec<f32>> {
+        let h = self.hidden;
         let tokens = packed.tokens();
-        let ids = Tensor::from_slice(&packed.ids, tokens, &self.device)?;
-        let positions = Tensor::from_slice(&packed.positions, tokens, &self.device)?;
-        let mut x = self.word.index_select(&ids, 0)?;
-        let pos = self.position.index_select(&positions, 0)?;
-        ops::add_norm(&x, &pos, &self.embed_norm)?;
-        for layer in &self.layers {
-            x = layer.forward(&x, &packed.spans)?;
+        let (mut x, mut pos) = (vec![0f32; tokens * h], vec![0f32; tokens * h]);
+        for (t, (&id, &p)) in packed.ids.iter().zip(&packed.positions).enumerate() {
+            let (id, p) = (id as usize, p as usize);
+            let (Some(word), Some(position)) = (
+                self.word.get(id * h..(id + 1) * h),
+                self.position.get(p * h..(p + 1) * h),
+            ) else {
+                bail!("token id {id} or position {p} is outside the model's tables");
+            };
+            x[t * h..(t + 1) * h].copy_from_slice(word);
+            pos[t * h..(t + 1) * h].copy_from_slice(position);
+        }
+        ops::add_norm(&mut x, &pos, &self.embed_norm);
+        if let Some(first) = self.layers.first() {
+            let mut buffers = Buffers::new(tokens, first);
+            for layer in &self.layers {
+                layer.forward(&mut x, &packed.spans, &mut buffers);
+            }
         }
         Ok(x)
     }
@@ -115,12 +144,11 @@ impl FuzeBert {
         }
         let packed = Packed::new(texts);
         let hidden = self.hidden_states(&packed)?;
-        let dim = hidden.dim(1)?;
-        let flat = hidden.flatten_all()?.to_vec1::<f32>()?;
+        let dim = self.hidden;
         Ok(packed
             .spans
             .iter()
-            .map(|span| mean_normalized(&flat[span.start * dim..span.end * dim], dim))
+            .map(|span| mean_normalized(&hidden[span.start * dim..span.end * dim], dim))
             .collect())
     }
 }
@@ -149,7 +177,7 @@ fn mean_normalized(rows: &[f32], dim: usize) -> Vec<f32> {
 mod tests {
     use std::collections::HashMap;
 
-    use candle_core::{D, DType};
+    use candle_core::{D, DType, Device, Tensor};
     use candle_transformers::models::bert::BertModel;
 
     use super::*;
@@ -230,11 +258,17 @@ mod tests {
         Ok(mean.broadcast_div(&norm)?.to_vec2()?)
     }
 
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    }
+
     #[test]
     fn packed_pass_equals_padded_pass_on_mixed_lengths() -> Result<()> {
         let (config, vb) = random_bert()?;
         let stock = BertModel::load(vb.clone(), &config)?;
-        let fuze = FuzeBert::load(vb, &config)?;
         // Lengths from 1 to 256 in one batch: most rows of the padded pass are padding.
         let texts: Vec<Vec<u32>> = [7usize, 1, 256, 33, 4, 16, 17, 90]
             .iter()
@@ -243,35 +277,38 @@ mod tests {
             .collect();
         let refs: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
         let want = padded_reference(&stock, &refs)?;
-        let got = fuze.embed(&refs)?;
-        assert_eq!(got.len(), want.len());
-        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            let diff = g
-                .iter()
-                .zip(w)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(
-                diff < 1e-5,
-                "text {i} ({} tokens): max diff {diff}",
-                refs[i].len()
-            );
+        for weights in [EmbedWeights::F32, EmbedWeights::F16] {
+            let fuze = FuzeBert::load(vb.clone(), &config, weights)?;
+            let got = fuze.embed(&refs)?;
+            assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                // f32 weights compute the same numbers; f16 ones round each weight.
+                let (diff, bound) = match weights {
+                    EmbedWeights::F32 => (f64::from(max_abs_diff(g, w)), 1e-5),
+                    EmbedWeights::F16 => {
+                        let dot: f32 = g.iter().zip(w).map(|(a, b)| a * b).sum();
+                        (1.0 - f64::from(dot), 1e-4)
+                    }
+                };
+                assert!(
+                    diff < bound,
+                    "{weights:?} text {i} ({} tokens): {diff:e}",
+                    refs[i].len()
+                );
+            }
+            // Packing is per text and the kernels never mix rows: a text's vector is the same
+            // bits alone as in any batch.
+            for i in [1, 3, 2] {
+                assert_eq!(fuze.embed(&[refs[i]])?[0], got[i], "{weights:?} text {i}");
+            }
         }
-        // Packing is per text: a text's vector does not depend on its batch mates.
-        let alone = fuze.embed(&[refs[3]])?;
-        let diff = alone[0]
-            .iter()
-            .zip(&got[3])
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(diff < 1e-6, "alone vs batched: {diff}");
         Ok(())
     }
 
     #[test]
     fn refuses_empty_texts_and_other_activations() -> Result<()> {
         let (config, vb) = random_bert()?;
-        let fuze = FuzeBert::load(vb.clone(), &config)?;
+        let fuze = FuzeBert::load(vb.clone(), &config, EmbedWeights::default())?;
         assert!(fuze.embed(&[]).map(|v| v.is_empty())?);
         let with_empty: [&[u32]; 2] = [&[1, 2], &[]];
         assert!(fuze.embed(&with_empty).is_err());
@@ -279,7 +316,7 @@ mod tests {
             hidden_act: HiddenAct::Relu,
             ..config
         };
-        assert!(FuzeBert::load(vb, &relu).is_err());
+        assert!(FuzeBert::load(vb, &relu, EmbedWeights::default()).is_err());
         Ok(())
     }
 

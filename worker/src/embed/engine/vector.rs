@@ -129,14 +129,6 @@ pub(crate) fn gelu(x: f32) -> f32 {
     x * cdf
 }
 
-/// In place: `row = gelu(row + bias)`.
-#[inline(always)]
-pub(crate) fn bias_gelu(row: &mut [f32], bias: &[f32]) {
-    for (x, b) in row.iter_mut().zip(bias) {
-        *x = gelu(*x + b);
-    }
-}
-
 /// In place: `row = softmax(row)`.
 #[inline(always)]
 pub(crate) fn softmax(row: &mut [f32]) {
@@ -150,19 +142,18 @@ pub(crate) fn softmax(row: &mut [f32]) {
     }
 }
 
-/// Weights of one LayerNorm plus the bias of the dense layer that feeds it.
+/// Weights of one LayerNorm.
 pub(crate) struct NormParams {
-    pub bias: Vec<f32>,
     pub gamma: Vec<f32>,
     pub beta: Vec<f32>,
     pub eps: f32,
 }
 
-/// In place: `row = layer_norm(row + bias + residual)`, two-pass mean/variance in f32.
+/// In place: `row = layer_norm(row + residual)`, two-pass mean/variance in f32.
 #[inline(always)]
 pub(crate) fn add_norm(row: &mut [f32], residual: &[f32], p: &NormParams) {
-    for ((x, r), b) in row.iter_mut().zip(residual).zip(&p.bias) {
-        *x += r + b;
+    for (x, r) in row.iter_mut().zip(residual) {
+        *x += r;
     }
     let n = row.len() as f32;
     let mean = sum(row) / n;
@@ -256,10 +247,9 @@ mod tests {
 
     #[test]
     fn add_norm_normalizes_the_sum() {
-        let mut row: Vec<f32> = (0..40).map(|i| i as f32).collect();
-        let residual = vec![1f32; 40];
+        let mut row: Vec<f32> = (0..40).map(|i| i as f32 - 3.0).collect();
+        let residual = vec![3f32; 40];
         let p = NormParams {
-            bias: vec![-1.0; 40],
             gamma: vec![2.0; 40],
             beta: vec![0.5; 40],
             eps: 0.0,

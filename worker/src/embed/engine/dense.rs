@@ -1,0 +1,545 @@
+//! Dense layers, `y = act(x · W + b)`, on weights packed once at load time.
+//!
+//! W is cut into panels of [`PANEL`] output columns, each stored `[inputs][PANEL]` so the kernel
+//! reads it front to back. With AVX-512 the kernel keeps up to [`TILE_ROWS`] rows × 48 columns of
+//! the output in 24 registers, streams its panel once per tile, and adds the bias (and GELU) as it
+//! stores. A tile's rows never mix, so a text's vector does not depend on its batch mates.
+//!
+//! Weights are half precision by default. A short text's pass is bound by reading the weights
+//! (42 MB for six layers in f32), and f16 halves that; the vectors stay within cosine 0.9999997
+//! of sentence-transformers (docs/PERFORMANCE.md). candle's gemm, which this replaces, spent a
+//! one-text pass largely waking its thread pool, and is no faster on large batches.
+
+use std::ops::Range;
+
+use fuze_shared::config::EmbedWeights;
+use half::f16;
+use rayon::prelude::*;
+
+use super::vector::gelu;
+
+/// Output columns per panel: three AVX-512 registers of f32.
+pub(crate) const PANEL: usize = 48;
+/// Output rows per register tile: 8 rows × 3 registers = 24 of the 32 AVX-512 registers.
+const TILE_ROWS: usize = 8;
+/// Rows whose inputs stay in L2 while every panel of a task passes over them.
+const ROW_BLOCK: usize = 64;
+/// Tasks a product is cut into: enough for rayon to even out two cores that are not equally free.
+const TASKS: usize = 8;
+/// A task gets at least this many rows before rows, not columns, are split.
+const MIN_TASK_ROWS: usize = 32;
+
+/// What the store applies after adding the bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Activation {
+    Identity,
+    /// The exact (erf) GELU of BERT.
+    Gelu,
+}
+
+/// The panels' numbers.
+enum Panels {
+    /// IEEE half-precision bit patterns.
+    F16(Vec<u16>),
+    F32(Vec<f32>),
+}
+
+/// A dense layer's weights and bias, packed for [`Dense::forward`].
+pub(crate) struct Dense {
+    inputs: usize,
+    outputs: usize,
+    panels: Panels,
+    /// Bias padded with zeros to whole panels.
+    bias: Vec<f32>,
+}
+
+/// One rectangle of the output: some rows × some panels, holding its part of each row.
+struct Task<'a> {
+    first_row: usize,
+    panels: Range<usize>,
+    out: Vec<&'a mut [f32]>,
+}
+
+impl Dense {
+    /// Packs `weight`, `[outputs][inputs]` as checkpoints store it (PyTorch's `Linear`).
+    pub fn new(
+        weight: &[f32],
+        bias: &[f32],
+        outputs: usize,
+        inputs: usize,
+        precision: EmbedWeights,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            weight.len() == outputs * inputs && bias.len() == outputs && inputs > 0,
+            "dense layer of {outputs}x{inputs} got {} weights and {} biases",
+            weight.len(),
+            bias.len()
+        );
+        let panel_count = outputs.div_ceil(PANEL);
+        let mut packed = vec![0f32; panel_count * inputs * PANEL];
+        for (o, row) in weight.chunks_exact(inputs).enumerate() {
+            let (panel, col) = (o / PANEL, o % PANEL);
+            for (i, w) in row.iter().enumerate() {
+                packed[(panel * inputs + i) * PANEL + col] = *w;
+            }
+        }
+        let panels = match precision {
+            EmbedWeights::F32 => Panels::F32(packed),
+            EmbedWeights::F16 => {
+                let max = packed.iter().fold(0f32, |m, w| m.max(w.abs()));
+                anyhow::ensure!(
+                    max <= f32::from(f16::MAX),
+                    "a weight of {max} does not fit f16: use FUZE_EMBED_WEIGHTS=f32"
+                );
+                Panels::F16(packed.iter().map(|&w| f16::from_f32(w).to_bits()).collect())
+            }
+        };
+        let mut padded_bias = bias.to_vec();
+        padded_bias.resize(panel_count * PANEL, 0.0);
+        Ok(Self {
+            inputs,
+            outputs,
+            panels,
+            bias: padded_bias,
+        })
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    fn panel_count(&self) -> usize {
+        self.bias.len() / PANEL
+    }
+
+    /// `out[r] = act(x[r] · W + b)` for every row of `x` (`[rows][inputs]`) into `out`
+    /// (`[rows][outputs]`), on the rayon pool.
+    pub fn forward(&self, x: &[f32], out: &mut [f32], act: Activation) {
+        let rows = x.len() / self.inputs;
+        assert!(
+            x.len() == rows * self.inputs && out.len() == rows * self.outputs,
+            "dense layer {}x{}: input of {} and output of {} values",
+            self.inputs,
+            self.outputs,
+            x.len(),
+            out.len()
+        );
+        if rows == 0 {
+            return;
+        }
+        let tasks = self.split(rows, out);
+        if tasks.len() == 1 {
+            tasks
+                .into_iter()
+                .for_each(|task| self.run(x, task, act, Isa::detect()));
+        } else {
+            tasks
+                .into_par_iter()
+                .for_each(|task| self.run(x, task, act, Isa::detect()));
+        }
+    }
+
+    /// Cuts the output into up to [`TASKS`] rectangles: by rows when there are many, else by
+    /// panels, so that one short text still keeps both cores busy.
+    fn split<'a>(&self, rows: usize, out: &'a mut [f32]) -> Vec<Task<'a>> {
+        let panels = self.panel_count();
+        let row_groups = (rows / MIN_TASK_ROWS).clamp(1, TASKS);
+        let col_groups = (TASKS / row_groups).clamp(1, panels);
+        let rows_per_group = rows.div_ceil(row_groups).next_multiple_of(TILE_ROWS);
+        let panels_per_group = panels.div_ceil(col_groups);
+        let mut tasks = Vec::with_capacity(row_groups * col_groups);
+        for (g, block) in out.chunks_mut(rows_per_group * self.outputs).enumerate() {
+            let first = tasks.len();
+            let mut start = 0;
+            while start < panels {
+                let end = (start + panels_per_group).min(panels);
+                tasks.push(Task {
+                    first_row: g * rows_per_group,
+                    panels: start..end,
+                    out: Vec::with_capacity(rows_per_group),
+                });
+                start = end;
+            }
+            for row in block.chunks_exact_mut(self.outputs) {
+                let mut rest = row;
+                for task in &mut tasks[first..] {
+                    let width =
+                        (task.panels.end * PANEL).min(self.outputs) - task.panels.start * PANEL;
+                    let (part, tail) = rest.split_at_mut(width);
+                    task.out.push(part);
+                    rest = tail;
+                }
+            }
+        }
+        tasks
+    }
+
+    fn run(&self, x: &[f32], task: Task<'_>, act: Activation, isa: Isa) {
+        match (isa, &self.panels) {
+            #[cfg(target_arch = "x86_64")]
+            (Isa::V4(simd), Panels::F16(w)) => {
+                pulp::Simd::vectorize(simd, avx512::Tiles(simd, self.job(w, x, task, act)))
+            }
+            #[cfg(target_arch = "x86_64")]
+            (Isa::V4(simd), Panels::F32(w)) => {
+                pulp::Simd::vectorize(simd, avx512::Tiles(simd, self.job(w, x, task, act)))
+            }
+            (_, Panels::F16(w)) => {
+                pulp::Arch::new().dispatch(portable::Rows(self.job(w, x, task, act)))
+            }
+            (_, Panels::F32(w)) => {
+                pulp::Arch::new().dispatch(portable::Rows(self.job(w, x, task, act)))
+            }
+        }
+    }
+
+    fn job<'a, W>(
+        &'a self,
+        weights: &'a [W],
+        x: &'a [f32],
+        task: Task<'a>,
+        act: Activation,
+    ) -> Job<'a, W> {
+        Job {
+            dense: self,
+            weights,
+            x,
+            task,
+            act,
+        }
+    }
+}
+
+/// One task's inputs, handed to a kernel.
+struct Job<'a, W> {
+    dense: &'a Dense,
+    weights: &'a [W],
+    x: &'a [f32],
+    task: Task<'a>,
+    act: Activation,
+}
+
+/// The instruction set the kernel runs with.
+#[derive(Clone, Copy)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    V4(pulp::x86::V4),
+    Portable,
+}
+
+impl Isa {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = pulp::x86::V4::try_new() {
+            return Self::V4(simd);
+        }
+        Self::Portable
+    }
+}
+
+/// A panel's number type, widened to f32 by the kernels.
+trait Weight: bytemuck::Pod + Send + Sync {
+    fn widen(self) -> f32;
+}
+
+impl Weight for f32 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        self
+    }
+}
+
+impl Weight for u16 {
+    #[inline(always)]
+    fn widen(self) -> f32 {
+        f16::from_bits(self).to_f32()
+    }
+}
+
+/// Stores one finished tile row: bias, activation, and only the columns that exist.
+#[inline(always)]
+fn store(acc: &[f32; PANEL], bias: &[f32], dst: &mut [f32], act: Activation) {
+    for ((d, a), b) in dst.iter_mut().zip(acc).zip(bias) {
+        *d = a + b;
+    }
+    if act == Activation::Gelu {
+        for d in dst.iter_mut() {
+            *d = gelu(*d);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use pulp::f32x16;
+    use pulp::x86::V4;
+
+    use super::*;
+
+    /// Loads 48 weights as three registers of f32.
+    pub(super) trait Load: Weight {
+        fn load(simd: V4, w: &[Self; PANEL]) -> [f32x16; 3];
+    }
+
+    impl Load for f32 {
+        #[inline(always)]
+        fn load(_: V4, w: &[f32; PANEL]) -> [f32x16; 3] {
+            pulp::cast(*w)
+        }
+    }
+
+    impl Load for u16 {
+        #[inline(always)]
+        fn load(simd: V4, w: &[u16; PANEL]) -> [f32x16; 3] {
+            let [a, b, c]: [[u16; 16]; 3] = pulp::cast(*w);
+            [widen(simd, a), widen(simd, b), widen(simd, c)]
+        }
+    }
+
+    #[inline(always)]
+    fn widen(simd: V4, h: [u16; 16]) -> f32x16 {
+        pulp::cast(simd.avx512f._mm512_cvtph_ps(pulp::cast(h)))
+    }
+
+    /// The register-tiled kernel, with the token that proves the CPU has AVX-512.
+    pub(super) struct Tiles<'a, W>(pub V4, pub Job<'a, W>);
+
+    impl<W: Load> pulp::WithSimd for Tiles<'_, W> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            let Tiles(
+                simd,
+                Job {
+                    dense,
+                    weights,
+                    x,
+                    mut task,
+                    act,
+                },
+            ) = self;
+            let k = dense.inputs;
+            let rows = task.out.len();
+            for block in (0..rows).step_by(ROW_BLOCK) {
+                let block_end = (block + ROW_BLOCK).min(rows);
+                for p in task.panels.clone() {
+                    let panel: &[[W; PANEL]] =
+                        bytemuck::cast_slice(&weights[p * k * PANEL..(p + 1) * k * PANEL]);
+                    let bias = &dense.bias[p * PANEL..(p + 1) * PANEL];
+                    let col = (p - task.panels.start) * PANEL;
+                    for tile in (block..block_end).step_by(TILE_ROWS) {
+                        let n = TILE_ROWS.min(block_end - tile);
+                        let first = task.first_row + tile;
+                        let x = &x[first * k..(first + n) * k];
+                        let out = &mut task.out[tile..tile + n];
+                        match n {
+                            8 => tile_rows::<W, 8>(simd, x, panel, bias, out, col, act),
+                            7 => tile_rows::<W, 7>(simd, x, panel, bias, out, col, act),
+                            6 => tile_rows::<W, 6>(simd, x, panel, bias, out, col, act),
+                            5 => tile_rows::<W, 5>(simd, x, panel, bias, out, col, act),
+                            4 => tile_rows::<W, 4>(simd, x, panel, bias, out, col, act),
+                            3 => tile_rows::<W, 3>(simd, x, panel, bias, out, col, act),
+                            2 => tile_rows::<W, 2>(simd, x, panel, bias, out, col, act),
+                            _ => tile_rows::<W, 1>(simd, x, panel, bias, out, col, act),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `R` rows × one panel: the inner loop of the whole engine.
+    #[inline(always)]
+    fn tile_rows<W: Load, const R: usize>(
+        simd: V4,
+        x: &[f32],
+        panel: &[[W; PANEL]],
+        bias: &[f32],
+        out: &mut [&mut [f32]],
+        col: usize,
+        act: Activation,
+    ) {
+        let k = panel.len();
+        let rows: [&[f32]; R] = std::array::from_fn(|r| &x[r * k..(r + 1) * k]);
+        let zero = simd.splat_f32x16(0.0);
+        let mut acc = [[zero; 3]; R];
+        for (i, w) in panel.iter().enumerate() {
+            let w = W::load(simd, w);
+            for (acc, row) in acc.iter_mut().zip(&rows) {
+                let a = simd.splat_f32x16(row[i]);
+                for (acc, w) in acc.iter_mut().zip(&w) {
+                    *acc = simd.mul_add_f32x16(a, *w, *acc);
+                }
+            }
+        }
+        for (acc, dst) in acc.iter().zip(out) {
+            let acc: [f32; PANEL] = pulp::cast(*acc);
+            let width = (dst.len() - col).min(PANEL);
+            store(&acc, bias, &mut dst[col..col + width], act);
+        }
+    }
+}
+
+/// The kernel in plain Rust for CPUs without AVX-512: one row at a time, compiled for the best
+/// instruction set pulp finds (AVX2 + FMA on most x86-64).
+mod portable {
+    use super::*;
+
+    /// One row at a time.
+    pub(super) struct Rows<'a, W>(pub Job<'a, W>);
+
+    impl<W: Weight> pulp::WithSimd for Rows<'_, W> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            let Job {
+                dense,
+                weights,
+                x,
+                mut task,
+                act,
+            } = self.0;
+            run(dense, weights, x, &mut task, act);
+        }
+    }
+
+    #[inline(always)]
+    fn run<W: Weight>(
+        dense: &Dense,
+        weights: &[W],
+        x: &[f32],
+        task: &mut Task<'_>,
+        act: Activation,
+    ) {
+        let k = dense.inputs;
+        for p in task.panels.clone() {
+            let panel: &[[W; PANEL]] =
+                bytemuck::cast_slice(&weights[p * k * PANEL..(p + 1) * k * PANEL]);
+            let bias = &dense.bias[p * PANEL..(p + 1) * PANEL];
+            let col = (p - task.panels.start) * PANEL;
+            for (r, dst) in task.out.iter_mut().enumerate() {
+                let row = &x[(task.first_row + r) * k..(task.first_row + r + 1) * k];
+                let mut acc = [0f32; PANEL];
+                for (a, w) in row.iter().zip(panel) {
+                    for (acc, w) in acc.iter_mut().zip(w) {
+                        *acc = a.mul_add(w.widen(), *acc);
+                    }
+                }
+                let width = (dst.len() - col).min(PANEL);
+                store(&acc, bias, &mut dst[col..col + width], act);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pseudo_random(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    /// f64 reference with the weights as the layer stores them.
+    fn reference(x: &[f32], w: &[f32], b: &[f32], outputs: usize, act: Activation) -> Vec<f32> {
+        let inputs = w.len() / outputs;
+        x.chunks_exact(inputs)
+            .flat_map(|row| {
+                (0..outputs).map(move |o| {
+                    let dot: f64 = row
+                        .iter()
+                        .zip(&w[o * inputs..(o + 1) * inputs])
+                        .map(|(a, w)| f64::from(*a) * f64::from(*w))
+                        .sum::<f64>()
+                        + f64::from(b[o]);
+                    let y = dot as f32;
+                    if act == Activation::Gelu { gelu(y) } else { y }
+                })
+            })
+            .collect()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    }
+
+    #[test]
+    fn matches_reference_for_every_shape_precision_and_kernel() -> anyhow::Result<()> {
+        // Outputs off the panel width, rows off the tile height and past a row block.
+        for (rows, inputs, outputs) in [(1, 7, 5), (9, 64, 100), (70, 40, 48), (300, 96, 130)] {
+            let x = pseudo_random(rows * inputs, 1);
+            let w = pseudo_random(outputs * inputs, 2);
+            let b = pseudo_random(outputs, 3);
+            for precision in [EmbedWeights::F32, EmbedWeights::F16] {
+                let stored: Vec<f32> = match precision {
+                    EmbedWeights::F32 => w.clone(),
+                    EmbedWeights::F16 => w.iter().map(|&v| f16::from_f32(v).to_f32()).collect(),
+                };
+                let dense = Dense::new(&w, &b, outputs, inputs, precision)?;
+                for act in [Activation::Identity, Activation::Gelu] {
+                    let want = reference(&x, &stored, &b, outputs, act);
+                    let mut got = vec![f32::NAN; rows * outputs];
+                    dense.forward(&x, &mut got, act);
+                    let diff = max_diff(&got, &want);
+                    assert!(
+                        diff < 1e-5,
+                        "{rows}x{inputs}x{outputs} {precision:?} {act:?}: {diff}"
+                    );
+                    // The portable kernel, whatever this CPU has.
+                    let mut portable = vec![f32::NAN; rows * outputs];
+                    for task in dense.split(rows, &mut portable) {
+                        dense.run(&x, task, act, Isa::Portable);
+                    }
+                    let diff = max_diff(&portable, &want);
+                    assert!(diff < 1e-5, "portable {rows}x{inputs}x{outputs}: {diff}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_row_does_not_depend_on_its_batch_mates() -> anyhow::Result<()> {
+        let (inputs, outputs) = (64, 96);
+        let x = pseudo_random(37 * inputs, 4);
+        let dense = Dense::new(
+            &pseudo_random(outputs * inputs, 5),
+            &pseudo_random(outputs, 6),
+            outputs,
+            inputs,
+            EmbedWeights::F16,
+        )?;
+        let mut batch = vec![0f32; 37 * outputs];
+        dense.forward(&x, &mut batch, Activation::Identity);
+        for r in [0, 8, 36] {
+            let mut alone = vec![0f32; outputs];
+            dense.forward(
+                &x[r * inputs..(r + 1) * inputs],
+                &mut alone,
+                Activation::Identity,
+            );
+            assert_eq!(alone, batch[r * outputs..(r + 1) * outputs], "row {r}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_mismatched_weights_and_f16_overflow() {
+        assert!(Dense::new(&[0.0; 6], &[0.0; 2], 2, 2, EmbedWeights::F32).is_err());
+        assert!(Dense::new(&[1e6; 4], &[0.0; 2], 2, 2, EmbedWeights::F16).is_err());
+        assert!(Dense::new(&[1e6; 4], &[0.0; 2], 2, 2, EmbedWeights::F32).is_ok());
+    }
+}
