@@ -60,8 +60,8 @@ pub struct Pick {
     pub similarity: f32,
 }
 
-/// The nearest neighbours, found as in [`crate::search`] (Hamming prefilter, exact re-rank), then
-/// what the ranking needs for those few rows only.
+/// The nearest neighbours, found as in [`crate::search`] (half-precision scan, exact re-rank),
+/// then what the ranking needs for those few rows only.
 fn candidates_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
@@ -84,14 +84,9 @@ pub async fn candidates(
     let query = sqlx::query_as(candidates_sql())
         .bind(user_id)
         .bind(Vector::from(seed.to_vec()));
-    search::bind_nearest(
-        query,
-        limit,
-        search::RERANK_CANDIDATES,
-        search::CONFIDENT_GAP_BITS,
-    )
-    .fetch_all(db)
-    .await
+    search::bind_nearest(query, limit, search::rerank_count(limit))
+        .fetch_all(db)
+        .await
 }
 
 /// Best first, at most `limit`, no two near-duplicates.

@@ -1,18 +1,18 @@
 //! Per-user semantic search over bookmark embeddings (cosine distance).
 //!
-//! Two stages, both restricted to the user's rows by a `user_id` btree (never the global HNSW
-//! index, which post-filters and silently loses rows, see docs/SEARCH.md):
+//! Two steps in one statement, both restricted to the user's rows (never the global HNSW index,
+//! which post-filters and silently loses rows, see docs/SEARCH.md):
 //!
-//! 1. **Prefilter:** every row of the user is ranked by Hamming distance between 1-bit-per-dimension
-//!    codes (`embedding_bits`, a generated column: the sign of each dimension). A code is 48 bytes,
-//!    so this reads ~30x less than the embeddings and costs ~5 ms for a 25k-row user.
-//! 2. **Re-rank:** the best [`RERANK_CANDIDATES`] rows are scored by exact cosine distance, their
-//!    embeddings read from the `(user_id, id) INCLUDE (embedding)` index.
+//! 1. **Scan:** every row of the user is scored in half precision, from the covering index
+//!    `(user_id) INCLUDE (id, embedding_half)`, where `embedding_half` is a stored `halfvec` copy of
+//!    the embedding: half the bytes of the f32 one, and no table reads. The best
+//!    [`rerank_count`] rows are kept.
+//! 2. **Re-rank:** those rows are scored exactly (`embedding <=> query`, f32) and sorted.
 //!
-//! A user with fewer rows than that is searched exactly. Above it, the candidates are trusted only
-//! when their Hamming distances show a clear gap ([`CONFIDENT_GAP_BITS`]); otherwise every row of
-//! the user is scored exactly. Recall and latency per user size are measured on 100k synthetic
-//! clustered rows in docs/SEARCH.md (`cargo bench -p fuze-tests --bench vector_search`).
+//! Half precision moves a distance by about 1e-4, much less than the gaps between the nearest
+//! rows and the [`rerank_count`]-th, so the exact top results are among the candidates. Recall and
+//! latency per user size, on 100k synthetic clustered rows, are in docs/SEARCH.md
+//! (`cargo bench -p fuze-tests --bench vector_search`).
 
 use std::sync::LazyLock;
 
@@ -20,38 +20,31 @@ use pgvector::Vector;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// Rows of a user re-ranked exactly after the Hamming prefilter (chosen by measurement: recall@10
-/// and latency per candidate count are in docs/SEARCH.md).
-pub const RERANK_CANDIDATES: u32 = 1_000;
+/// Fewest candidates the exact re-rank sees, whatever the limit.
+pub const RERANK_MIN: u32 = 64;
+/// Candidates per requested result.
+pub const RERANK_PER_RESULT: u32 = 4;
 
-/// How many bits (of 384) the last candidate must be farther than the `limit`-th for the prefilter
-/// to be trusted. The Hamming distance of a row to the query scatters by up to ~10 bits around its
-/// expectation, so a wider gap means the true nearest rows are among the candidates. Queries about
-/// something the user never saved see a flat distance profile and get the exact scan instead.
-pub const CONFIDENT_GAP_BITS: u32 = 40;
+/// How many half-precision candidates are re-ranked exactly for `limit` results.
+pub fn rerank_count(limit: u32) -> u32 {
+    limit.saturating_mul(RERANK_PER_RESULT).max(RERANK_MIN)
+}
 
-/// The two stages as CTEs ending in `scored (id, distance)`. Parameters: `$1` user, `$2` query
-/// vector, `$3` result limit, `$4` candidate count, `$5` gap in bits.
+/// The two steps as CTEs ending in `scored (id, distance)`. Parameters: `$1` user, `$2` query
+/// vector, `$4` candidate count (`$3`, the result limit, is the caller's).
 ///
-/// `trusted` is true when the candidates are all of the user's rows (the re-rank is then exact) or
-/// when the gap holds; otherwise the second branch scores every row of the user exactly. Both
-/// branches are gated by that one-time condition, so only one of them runs. All CTEs are
-/// MATERIALIZED and unordered on the embedding column, so no plan can route the query through the
-/// global HNSW index.
-pub(crate) const NEAREST_CTES: &str = "candidates AS MATERIALIZED ( \
-       SELECT id, embedding_bits <~> binary_quantize($2)::bit(384) AS bits FROM saved_content \
-       WHERE user_id = $1 AND embedding_bits IS NOT NULL ORDER BY bits LIMIT $4), \
-     trusted AS MATERIALIZED ( \
-       SELECT count(*) < $4 \
-           OR max(bits) - (SELECT bits FROM candidates ORDER BY bits OFFSET $3 - 1 LIMIT 1) >= $5 \
-           AS ok FROM candidates), \
+/// The query is converted to `halfvec` once (an InitPlan): written inline, a generic plan would
+/// convert it again for every row. All CTEs are MATERIALIZED and none orders by `embedding`, so no
+/// plan can route the query through the global HNSW index.
+pub(crate) const NEAREST_CTES: &str = "query AS MATERIALIZED ( \
+       SELECT $2::halfvec(384) AS half), \
+     candidates AS MATERIALIZED ( \
+       SELECT id FROM saved_content \
+       WHERE user_id = $1 AND embedding_half IS NOT NULL \
+       ORDER BY embedding_half <=> (SELECT half FROM query) LIMIT $4), \
      scored AS MATERIALIZED ( \
        SELECT id, embedding <=> $2 AS distance FROM saved_content \
-       WHERE (SELECT ok FROM trusted) \
-         AND user_id = $1 AND id = ANY(ARRAY(SELECT id FROM candidates)) \
-       UNION ALL \
-       SELECT id, embedding <=> $2 FROM saved_content \
-       WHERE NOT (SELECT ok FROM trusted) AND user_id = $1 AND embedding IS NOT NULL)";
+       WHERE user_id = $1 AND id IN (SELECT id FROM candidates))";
 
 /// The search query (built once).
 pub fn nearest_sql() -> &'static str {
@@ -69,12 +62,10 @@ pub(crate) fn bind_nearest<'q, O>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     limit: u32,
     candidates: u32,
-    gap_bits: u32,
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
     query
         .bind(i64::from(limit.max(1)))
         .bind(i64::from(candidates.max(limit)))
-        .bind(i32::try_from(gap_bits).unwrap_or(i32::MAX))
 }
 
 /// The `limit` bookmarks of `user_id` nearest to `query` (an embedding of the stored dimension,
@@ -86,30 +77,32 @@ pub async fn nearest_bookmarks(
     query: &[f32],
     limit: u32,
 ) -> sqlx::Result<Vec<(Uuid, f32)>> {
-    nearest_bookmarks_among(
-        db,
-        user_id,
-        query,
-        limit,
-        RERANK_CANDIDATES,
-        CONFIDENT_GAP_BITS,
-    )
-    .await
+    nearest_bookmarks_among(db, user_id, query, limit, rerank_count(limit)).await
 }
 
-/// [`nearest_bookmarks`] with explicit prefilter settings (`candidates` at least `limit`).
+/// [`nearest_bookmarks`] re-ranking an explicit number of candidates (at least `limit`).
 pub async fn nearest_bookmarks_among(
     db: impl sqlx::PgExecutor<'_>,
     user_id: Uuid,
     query: &[f32],
     limit: u32,
     candidates: u32,
-    gap_bits: u32,
 ) -> sqlx::Result<Vec<(Uuid, f32)>> {
     let query = sqlx::query_as::<_, (Uuid, f32)>(nearest_sql())
         .bind(user_id)
         .bind(Vector::from(query.to_vec()));
-    bind_nearest(query, limit, candidates, gap_bits)
-        .fetch_all(db)
-        .await
+    bind_nearest(query, limit, candidates).fetch_all(db).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rerank_count_grows_with_the_limit_from_a_floor() {
+        assert_eq!(rerank_count(1), RERANK_MIN);
+        assert_eq!(rerank_count(10), RERANK_MIN);
+        assert_eq!(rerank_count(50), 200);
+        assert_eq!(rerank_count(u32::MAX), u32::MAX);
+    }
 }

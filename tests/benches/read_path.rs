@@ -366,8 +366,8 @@ async fn main() {
     summary("in-handler L2 read (9 kB page, L1 off)", l2_ms);
 
     // 4: search on a miss (unique queries, embedded by the worker) and on a hit. On-topic queries
-    // are one of the user's topic texts; off-topic ones are about things nobody here saved, where
-    // the prefilter cannot rank and the search scans the user's rows exactly (docs/SEARCH.md).
+    // are one of the user's topic texts; off-topic ones are about things nobody here saved, so all
+    // of the user's rows are about equally far (the case approximate searches get wrong).
     for (label, who, on_topic) in [
         ("typical user, on-topic", typical, true),
         ("largest user, on-topic", largest, true),

@@ -6,7 +6,8 @@
 //! centroids, one in five near any centroid) for a small (~300 rows), a medium (~2k) and the large
 //! user, with each strategy. Exact = every row of the user, distance computed, sorted.
 //!
-//! Run with `cargo bench -p fuze-tests --bench vector_search` (env: `VS_QUERIES`, default 200).
+//! Run with `cargo bench -p fuze-tests --bench vector_search` (env: `VS_QUERIES`, default 200;
+//! `VS_ONLY` keeps some strategies; `VS_KEEP_DB=1` leaves the seeded database for `EXPLAIN`).
 //! Results and decision: docs/SEARCH.md; the chosen query: `fuze_shared::search`.
 
 #[path = "../src/vector_seed.rs"]
@@ -16,6 +17,7 @@ use std::time::Instant;
 
 use fuze_shared::search;
 use fuze_tests::TestEnv;
+use pgvector::Vector;
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 use vector_seed::{EXACT_SQL, recall};
@@ -23,12 +25,16 @@ use vector_seed::{EXACT_SQL, recall};
 const K: i64 = 10;
 
 /// Global HNSW with the user filter applied to what the index scan returns.
-const HNSW_SQL: &str = "SELECT id, (embedding <=> $2::real[]::vector)::float4 FROM saved_content \
-     WHERE user_id = $1 ORDER BY embedding <=> $2::real[]::vector LIMIT $3";
+const HNSW_SQL: &str = "SELECT id, (embedding <=> $2)::float4 FROM saved_content \
+     WHERE user_id = $1 ORDER BY embedding <=> $2 LIMIT $3";
+
+/// Exact by inner product (`1 + <#>` is the cosine distance of unit vectors).
+const EXACT_IP_SQL: &str = "SELECT id, (1 + (embedding <#> $2))::float4 AS d \
+     FROM saved_content WHERE user_id = $1 AND embedding IS NOT NULL ORDER BY d, id LIMIT $3";
 
 /// relaxed_order returns slightly out-of-order rows: fetch `$4`, re-sort, keep `$3`.
 const RELAXED_SQL: &str = "WITH r AS MATERIALIZED ( \
-       SELECT id, embedding <=> $2::real[]::vector AS d FROM saved_content \
+       SELECT id, embedding <=> $2 AS d FROM saved_content \
        WHERE user_id = $1 ORDER BY d LIMIT $4) \
      SELECT id, d::float4 FROM r ORDER BY d LIMIT $3";
 
@@ -48,10 +54,10 @@ enum Strategy {
         threshold: i64,
         large: Single,
     },
-    /// What Fuze runs (`fuze_shared::search`): Hamming prefilter, exact re-rank of `candidates`.
-    Prefilter {
+    /// What Fuze runs (`fuze_shared::search`): half-precision scan, exact re-rank of
+    /// `candidates`.
+    Halfvec {
         candidates: u32,
-        gap_bits: u32,
     },
 }
 
@@ -133,6 +139,16 @@ fn strategies() -> Vec<(String, Strategy)> {
             ..exact()
         }),
     ));
+    // Unit vectors: inner product orders like cosine, at a third of the arithmetic, and no
+    // cosine-opclass HNSW index can serve it, so no CTE is needed to keep the planner off it.
+    s.push((
+        "c  exact <#>, index-only, no CTE".into(),
+        Strategy::Single(Single {
+            settings: "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off".into(),
+            sql: EXACT_IP_SQL,
+            fetch: K,
+        }),
+    ));
     s.push((
         "e  exact <10k rows, else relaxed ef=200 f40".into(),
         Strategy::Hybrid {
@@ -140,17 +156,13 @@ fn strategies() -> Vec<(String, Strategy)> {
             large: hnsw("relaxed_order", 200, None, 4 * K),
         },
     ));
-    // gap 0: the prefilter is always trusted; otherwise a flat profile falls back to exact.
-    for (candidates, gap_bits) in [(500, 0), (1_000, 0), (500, 40), (1_000, 24), (1_000, 40)] {
+    for candidates in [10, 20, 64] {
         s.push((
-            format!("g  bits prefilter, re-rank {candidates}, gap {gap_bits}"),
-            Strategy::Prefilter {
-                candidates,
-                gap_bits,
-            },
+            format!("h  halfvec scan, exact re-rank {candidates}"),
+            Strategy::Halfvec { candidates },
         ));
     }
-    // `VS_ONLY=c,g` keeps the strategies whose label starts with one of those letters.
+    // `VS_ONLY=c,h` keeps the strategies whose label starts with one of those letters.
     if let Ok(only) = std::env::var("VS_ONLY") {
         let keep: Vec<&str> = only.split(',').map(str::trim).collect();
         s.retain(|(name, _)| keep.iter().any(|k| name.starts_with(k)));
@@ -168,7 +180,7 @@ async fn run_single(conn: &mut PgConnection, s: &Single, user: Uuid, q: &[f32]) 
     }
     let mut query = sqlx::query_as::<_, (Uuid, f32)>(s.sql)
         .bind(user)
-        .bind(q)
+        .bind(Vector::from(q.to_vec()))
         .bind(K);
     if s.sql == RELAXED_SQL {
         query = query.bind(s.fetch);
@@ -180,15 +192,14 @@ async fn run_single(conn: &mut PgConnection, s: &Single, user: Uuid, q: &[f32]) 
 
 async fn run(conn: &mut PgConnection, s: &Strategy, user: Uuid, q: &[f32]) -> Vec<Uuid> {
     match s {
-        Strategy::Prefilter {
-            candidates,
-            gap_bits,
-        } => search::nearest_bookmarks_among(&mut *conn, user, q, K as u32, *candidates, *gap_bits)
-            .await
-            .expect("search")
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect(),
+        Strategy::Halfvec { candidates } => {
+            search::nearest_bookmarks_among(&mut *conn, user, q, K as u32, *candidates)
+                .await
+                .expect("search")
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect()
+        }
         Strategy::Single(s) => run_single(conn, s, user, q).await,
         Strategy::Hybrid { threshold, large } => {
             let rows: i64 = sqlx::query_scalar(
@@ -211,17 +222,12 @@ async fn run(conn: &mut PgConnection, s: &Strategy, user: Uuid, q: &[f32]) -> Ve
 /// Scan nodes of the plan for the first query, abbreviated.
 async fn plan(conn: &mut PgConnection, s: &Strategy, user: Uuid, rows: usize, q: &[f32]) -> String {
     let s = match s {
-        Strategy::Prefilter {
-            candidates,
-            gap_bits,
-        } => Single {
+        Strategy::Halfvec { candidates } => Single {
             settings: String::new(),
             // Leaked once per class: a handful of short strings.
             sql: Box::leak(
                 search::nearest_sql()
-                    .replace("$2", "$2::real[]::vector")
                     .replace("$4", &candidates.to_string())
-                    .replace("$5", &gap_bits.to_string())
                     .into_boxed_str(),
             ),
             fetch: K,
@@ -242,7 +248,7 @@ async fn plan(conn: &mut PgConnection, s: &Strategy, user: Uuid, rows: usize, q:
         Box::leak(format!("EXPLAIN (COSTS OFF) {}", s.sql).into_boxed_str()),
     )
     .bind(user)
-    .bind(q)
+    .bind(Vector::from(q.to_vec()))
     .bind(K);
     if s.sql == RELAXED_SQL {
         query = query.bind(s.fetch);
@@ -324,7 +330,7 @@ async fn main() {
             let sql = EXACT_SQL.replace("SELECT id, d::float4", "SELECT id");
             let ids: Vec<Uuid> = sqlx::query_scalar(&sql)
                 .bind(user.id)
-                .bind(q)
+                .bind(Vector::from(q.to_vec()))
                 .bind(K)
                 .fetch_all(&mut *conn)
                 .await
@@ -373,5 +379,9 @@ async fn main() {
     }
     println!("\ntotal {:.0} s", total_started.elapsed().as_secs_f64());
     drop(conn);
-    vector_seed::drop_database(&env.database_url, env.pool.clone()).await;
+    if std::env::var("VS_KEEP_DB").is_ok_and(|v| v == "1") {
+        println!("kept the database for inspection: {}", env.database_url);
+    } else {
+        vector_seed::drop_database(&env.database_url, env.pool.clone()).await;
+    }
 }

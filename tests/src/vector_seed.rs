@@ -292,14 +292,14 @@ pub async fn seed_around(
 /// The exact top `k` (ids in distance order): every row of the user, distance computed for each,
 /// sorted. The MATERIALIZED CTE has no ORDER BY, so no vector index can be used for it.
 pub const EXACT_SQL: &str = "WITH mine AS MATERIALIZED ( \
-       SELECT id, embedding <=> $2::real[]::vector AS d FROM saved_content \
+       SELECT id, embedding <=> $2 AS d FROM saved_content \
        WHERE user_id = $1 AND embedding IS NOT NULL) \
      SELECT id, d::float4 FROM mine ORDER BY d LIMIT $3";
 
 pub async fn exact(pool: &PgPool, user: Uuid, query: &[f32], k: i64) -> Vec<Uuid> {
     sqlx::query_scalar::<_, Uuid>(&EXACT_SQL.replace("SELECT id, d::float4", "SELECT id"))
         .bind(user)
-        .bind(query)
+        .bind(pgvector::Vector::from(query.to_vec()))
         .bind(k)
         .fetch_all(pool)
         .await
