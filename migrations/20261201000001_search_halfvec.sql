@@ -9,4 +9,5 @@ ALTER TABLE saved_content
     DROP COLUMN embedding_bits,
     ADD COLUMN embedding_half halfvec(384)
         GENERATED ALWAYS AS (embedding::halfvec(384)) STORED;
-CREATE INDEX saved_content_user_half ON saved_content (user_id) INCLUDE (id, embedding_half);
+-- Keyed on (user_id, id): a search splits the user's rows into id ranges scanned concurrently.
+CREATE INDEX saved_content_user_id_half ON saved_content (user_id, id) INCLUDE (embedding_half);

@@ -1,7 +1,7 @@
 //! Configuration from the environment (12-factor), with defaults that run locally out of the box.
 //! Every limit lives here so it is explicit and overridable; the README lists each variable.
 
-use std::{path::PathBuf, str::FromStr, time::Duration};
+use std::{num::NonZeroU32, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::{Context, anyhow};
 
@@ -48,6 +48,9 @@ pub struct ApiConfig {
     pub max_query_chars: usize,
     /// Most results one search returns.
     pub search_limit_max: u32,
+    /// Concurrent scans (database connections) one search or recommendation splits a user's rows
+    /// into; about the database server's cores.
+    pub search_scan_parts: NonZeroU32,
     /// How long a search waits for a worker to embed its query before falling back to keywords.
     pub query_embed_timeout: Duration,
     /// Most recommendations per request.
@@ -68,6 +71,11 @@ pub struct DbConfig {
     pub min_connections: u32,
     pub acquire_timeout: Duration,
     pub statement_timeout: Duration,
+    /// The planner's price of a random page read, set on every connection. Fuze's working set is
+    /// in memory (or on SSD), where random reads cost about what sequential ones do; at
+    /// PostgreSQL's default of 4 (spinning disks) it read a large user's rows from the table
+    /// rather than from the much smaller search index (docs/SEARCH.md).
+    pub random_page_cost: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -298,6 +306,8 @@ impl Config {
                 job_poll_interval: env.millis("FUZE_JOB_POLL_INTERVAL_MS", 500)?,
                 max_query_chars: env.parse("FUZE_MAX_QUERY_CHARS", 500)?,
                 search_limit_max: env.parse("FUZE_SEARCH_LIMIT_MAX", 50)?,
+                search_scan_parts: env
+                    .parse("FUZE_SEARCH_SCAN_PARTS", NonZeroU32::MIN.saturating_add(1))?,
                 query_embed_timeout: env.millis("FUZE_QUERY_EMBED_TIMEOUT_MS", 500)?,
                 recommend_limit_max: env.parse("FUZE_RECOMMEND_LIMIT_MAX", 50)?,
                 dedup_window: env.millis("FUZE_DEDUP_WINDOW_MS", 2_000)?,
@@ -309,6 +319,7 @@ impl Config {
                 min_connections: env.parse("FUZE_DB_MIN_CONNECTIONS", 1)?,
                 acquire_timeout: env.millis("FUZE_DB_ACQUIRE_TIMEOUT_MS", 3_000)?,
                 statement_timeout: env.millis("FUZE_DB_STATEMENT_TIMEOUT_MS", 10_000)?,
+                random_page_cost: env.parse("FUZE_DB_RANDOM_PAGE_COST", 1.1)?,
             },
             jobs: JobsConfig {
                 max_attempts: env.parse("FUZE_JOB_MAX_ATTEMPTS", 5)?,

@@ -13,17 +13,26 @@ use crate::config::{Config, DbConfig};
 /// Migrations embedded in every binary, so `fuze-api migrate` needs no files at run time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// A pool sized and bounded by config; every connection gets a statement timeout.
+/// A pool sized and bounded by config; every connection gets a statement timeout and the planner
+/// costs of [`DbConfig`].
 pub async fn connect(config: &Config) -> anyhow::Result<PgPool> {
     connect_url(&config.database_url, &config.db).await
 }
 
 pub async fn connect_url(url: &str, db: &DbConfig) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse().context("invalid DATABASE_URL")?;
-    let options = options.options([(
-        "statement_timeout",
-        format!("{}", db.statement_timeout.as_millis()),
-    )]);
+    anyhow::ensure!(
+        db.random_page_cost.is_finite() && db.random_page_cost > 0.0,
+        "FUZE_DB_RANDOM_PAGE_COST must be a positive number, got {}",
+        db.random_page_cost
+    );
+    let options = options.options([
+        (
+            "statement_timeout",
+            format!("{}", db.statement_timeout.as_millis()),
+        ),
+        ("random_page_cost", db.random_page_cost.to_string()),
+    ]);
     PgPoolOptions::new()
         .max_connections(db.max_connections)
         .min_connections(db.min_connections)

@@ -5,6 +5,7 @@
 //! recency, and near-duplicates of an already chosen bookmark (same article saved under two URLs,
 //! mirrors) are skipped, so the list is not five copies of one page.
 
+use std::num::NonZeroU32;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
@@ -75,18 +76,28 @@ fn candidates_sql() -> &'static str {
     &SQL
 }
 
+/// The `limit` bookmarks nearest to `seed`, with what [`rank`] needs, searched in `parts`
+/// concurrent scans as [`search::nearest_bookmarks`] does.
 pub async fn candidates(
     db: &PgPool,
     user_id: Uuid,
     seed: &[f32],
     limit: u32,
+    parts: NonZeroU32,
 ) -> sqlx::Result<Vec<Candidate>> {
-    let query = sqlx::query_as(candidates_sql())
-        .bind(user_id)
-        .bind(Vector::from(seed.to_vec()));
-    search::bind_nearest(query, limit, search::rerank_count(limit))
-        .fetch_all(db)
-        .await
+    let seed = Vector::from(seed.to_vec());
+    search::in_parts(
+        parts,
+        limit,
+        |range| {
+            let query = sqlx::query_as(candidates_sql())
+                .bind(user_id)
+                .bind(seed.clone());
+            search::bind_nearest(query, limit, search::rerank_count(limit), range).fetch_all(db)
+        },
+        |c: &Candidate| (c.distance, c.id),
+    )
+    .await
 }
 
 /// Best first, at most `limit`, no two near-duplicates.

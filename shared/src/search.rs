@@ -4,16 +4,22 @@
 //! which post-filters and silently loses rows, see docs/SEARCH.md):
 //!
 //! 1. **Scan:** every row of the user is scored in half precision, from the covering index
-//!    `(user_id) INCLUDE (id, embedding_half)`, where `embedding_half` is a stored `halfvec` copy of
+//!    `(user_id, id) INCLUDE (embedding_half)`, where `embedding_half` is a stored `halfvec` copy of
 //!    the embedding: half the bytes of the f32 one, and no table reads. The best
 //!    [`rerank_count`] rows are kept.
 //! 2. **Re-rank:** those rows are scored exactly (`embedding <=> query`, f32) and sorted.
+//!
+//! The user's rows are split by id into [`id_ranges`], each searched by its own statement on its
+//! own connection at the same time, and the parts' results merged: one scan per core instead of
+//! one scan for the whole user (Postgres' own parallel index scan was slower here, docs/SEARCH.md).
+//! Each part returns its own exact top results, so the merge is exact too.
 //!
 //! Half precision moves a distance by about 1e-4, much less than the gaps between the nearest
 //! rows and the [`rerank_count`]-th, so the exact top results are among the candidates. Recall and
 //! latency per user size, on 100k synthetic clustered rows, are in docs/SEARCH.md
 //! (`cargo bench -p fuze-tests --bench vector_search`).
 
+use std::num::NonZeroU32;
 use std::sync::LazyLock;
 
 use pgvector::Vector;
@@ -31,7 +37,8 @@ pub fn rerank_count(limit: u32) -> u32 {
 }
 
 /// The two steps as CTEs ending in `scored (id, distance)`. Parameters: `$1` user, `$2` query
-/// vector, `$4` candidate count (`$3`, the result limit, is the caller's).
+/// vector, `$4` candidate count, `$5`..=`$6` the id range (`$3`, the result limit, is the
+/// caller's).
 ///
 /// The query is converted to `halfvec` once (an InitPlan): written inline, a generic plan would
 /// convert it again for every row. All CTEs are MATERIALIZED and none orders by `embedding`, so no
@@ -40,7 +47,7 @@ pub(crate) const NEAREST_CTES: &str = "query AS MATERIALIZED ( \
        SELECT $2::halfvec(384) AS half), \
      candidates AS MATERIALIZED ( \
        SELECT id FROM saved_content \
-       WHERE user_id = $1 AND embedding_half IS NOT NULL \
+       WHERE user_id = $1 AND id BETWEEN $5 AND $6 AND embedding_half IS NOT NULL \
        ORDER BY embedding_half <=> (SELECT half FROM query) LIMIT $4), \
      scored AS MATERIALIZED ( \
        SELECT id, embedding <=> $2 AS distance FROM saved_content \
@@ -62,36 +69,89 @@ pub(crate) fn bind_nearest<'q, O>(
     query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
     limit: u32,
     candidates: u32,
+    (first, last): (Uuid, Uuid),
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
     query
         .bind(i64::from(limit.max(1)))
         .bind(i64::from(candidates.max(limit)))
+        .bind(first)
+        .bind(last)
+}
+
+/// `parts` ranges of ids, first to last inclusive, that together cover every UUID. Bookmark ids
+/// are random (v4), so each range holds about `1 / parts` of any user's rows.
+pub fn id_ranges(parts: NonZeroU32) -> Vec<(Uuid, Uuid)> {
+    let parts = u128::from(parts.get());
+    // Cut points on the top 64 bits: (i << 64) / parts fits in u128 for any i <= parts.
+    let start = |i: u128| ((i << 64) / parts) << 64;
+    (0..parts)
+        .map(|i| {
+            let last = if i + 1 == parts {
+                u128::MAX
+            } else {
+                start(i + 1) - 1
+            };
+            (Uuid::from_u128(start(i)), Uuid::from_u128(last))
+        })
+        .collect()
+}
+
+/// Runs `search` on every id range at once and keeps the `limit` nearest rows of all parts,
+/// ordered by `(distance, id)` as each part is.
+pub(crate) async fn in_parts<T, Fut>(
+    parts: NonZeroU32,
+    limit: u32,
+    search: impl Fn((Uuid, Uuid)) -> Fut,
+    distance_and_id: impl Fn(&T) -> (f32, Uuid),
+) -> sqlx::Result<Vec<T>>
+where
+    Fut: Future<Output = sqlx::Result<Vec<T>>>,
+{
+    let found = futures::future::try_join_all(id_ranges(parts).into_iter().map(search)).await?;
+    let mut all: Vec<T> = found.into_iter().flatten().collect();
+    all.sort_by(|a, b| {
+        let ((da, ia), (db, ib)) = (distance_and_id(a), distance_and_id(b));
+        da.total_cmp(&db).then(ia.cmp(&ib))
+    });
+    all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(all)
 }
 
 /// The `limit` bookmarks of `user_id` nearest to `query` (an embedding of the stored dimension,
-/// 384), nearest first, with their cosine distance (0 = same direction, 2 = opposite). Bookmarks
-/// without an embedding yet are skipped.
+/// 384), nearest first, with their cosine distance (0 = same direction, 2 = opposite), searched in
+/// `parts` concurrent scans. Bookmarks without an embedding yet are skipped.
 pub async fn nearest_bookmarks(
     db: &PgPool,
     user_id: Uuid,
     query: &[f32],
     limit: u32,
+    parts: NonZeroU32,
 ) -> sqlx::Result<Vec<(Uuid, f32)>> {
-    nearest_bookmarks_among(db, user_id, query, limit, rerank_count(limit)).await
+    nearest_bookmarks_among(db, user_id, query, limit, rerank_count(limit), parts).await
 }
 
-/// [`nearest_bookmarks`] re-ranking an explicit number of candidates (at least `limit`).
+/// [`nearest_bookmarks`] re-ranking an explicit number of candidates (at least `limit`) per part.
 pub async fn nearest_bookmarks_among(
-    db: impl sqlx::PgExecutor<'_>,
+    db: &PgPool,
     user_id: Uuid,
     query: &[f32],
     limit: u32,
     candidates: u32,
+    parts: NonZeroU32,
 ) -> sqlx::Result<Vec<(Uuid, f32)>> {
-    let query = sqlx::query_as::<_, (Uuid, f32)>(nearest_sql())
-        .bind(user_id)
-        .bind(Vector::from(query.to_vec()));
-    bind_nearest(query, limit, candidates).fetch_all(db).await
+    let query = Vector::from(query.to_vec());
+    in_parts(
+        parts,
+        limit,
+        |range| {
+            let q = sqlx::query_as::<_, (Uuid, f32)>(nearest_sql())
+                .bind(user_id)
+                .bind(query.clone());
+            bind_nearest(q, limit, candidates, range).fetch_all(db)
+        },
+        |&(id, distance)| (distance, id),
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -104,5 +164,30 @@ mod tests {
         assert_eq!(rerank_count(10), RERANK_MIN);
         assert_eq!(rerank_count(50), 200);
         assert_eq!(rerank_count(u32::MAX), u32::MAX);
+    }
+
+    #[test]
+    fn id_ranges_cover_every_uuid_once_in_equal_shares() {
+        for parts in [1u32, 2, 3, 7] {
+            let ranges = id_ranges(NonZeroU32::new(parts).expect("positive"));
+            assert_eq!(ranges.len(), parts as usize);
+            assert_eq!(ranges[0].0, Uuid::nil());
+            assert_eq!(ranges[ranges.len() - 1].1, Uuid::max());
+            for pair in ranges.windows(2) {
+                assert_eq!(
+                    pair[0].1.as_u128() + 1,
+                    pair[1].0.as_u128(),
+                    "{parts} parts"
+                );
+            }
+            let share = u128::MAX / u128::from(parts);
+            for (first, last) in &ranges {
+                let size = last.as_u128() - first.as_u128();
+                assert!(
+                    size.abs_diff(share) < share / 1_000_000,
+                    "{parts} parts: {size}"
+                );
+            }
+        }
     }
 }

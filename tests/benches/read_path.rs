@@ -368,40 +368,23 @@ async fn main() {
     // 4: search on a miss (unique queries, embedded by the worker) and on a hit. On-topic queries
     // are one of the user's topic texts; off-topic ones are about things nobody here saved, so all
     // of the user's rows are about equally far (the case approximate searches get wrong).
-    for (label, who, on_topic) in [
-        ("typical user, on-topic", typical, true),
-        ("largest user, on-topic", largest, true),
-        ("largest user, off-topic", largest, false),
-    ] {
-        let mut ms = Vec::new();
-        let topics = &corpus.users[who].topics;
-        for i in 0..plan.searches {
-            let q = if on_topic {
-                format!("{} {i}", topic_texts[topics[i % topics.len()]])
-            } else {
-                format!("{} {i}", QUERIES[i % QUERIES.len()])
-            };
-            let url = format!(
-                "/api/v1/search?q={}",
-                url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
-            );
-            let t = Instant::now();
-            let res: Value = api
-                .get(&url, &tokens[who])
-                .send()
-                .await
-                .expect("search")
-                .json()
-                .await
-                .expect("json");
-            ms.push(t.elapsed().as_secs_f64() * 1000.0);
-            assert_eq!(res["mode"], "semantic", "{res}");
-        }
-        summary(
-            &format!("search miss, {label} ({} rows)", corpus.users[who].rows),
-            ms,
-        );
-    }
+    let search = Searches {
+        tokens: &tokens,
+        corpus: &corpus,
+        topic_texts: &topic_texts,
+        count: plan.searches,
+    };
+    search
+        .misses(
+            &api,
+            &[
+                ("typical user, on-topic", typical, true),
+                ("largest user, on-topic", largest, true),
+                ("largest user, off-topic", largest, false),
+            ],
+            0,
+        )
+        .await;
     let hit_url = api.url("/api/v1/search?q=rust%20async%20runtime");
     api.get("/api/v1/search?q=rust%20async%20runtime", &tokens[typical])
         .send()
@@ -483,7 +466,7 @@ async fn main() {
     let zipf = Zipf::new(USERS, 1.1);
     let query_zipf = Zipf::new(QUERIES.len(), 1.1);
     let api = Arc::new(api);
-    let tokens = Arc::new(tokens);
+    let tokens = Arc::new(tokens.clone());
     let first_ids = Arc::new(first_ids);
     let tasks = 16;
     let t = Instant::now();
@@ -558,5 +541,72 @@ async fn main() {
             100.0 * d("l2_hits") as f64 / requests as f64,
             100.0 * d("loads") as f64 / requests as f64,
         );
+    }
+
+    // 7: the largest user's search misses with its rows in one scan instead of two
+    // (FUZE_SEARCH_SCAN_PARTS); last, so the extra api instance disturbs no other phase.
+    let one_scan = TestApi::spawn(
+        &env,
+        &[("FUZE_API_WORKERS", "2"), ("FUZE_SEARCH_SCAN_PARTS", "1")],
+    )
+    .await;
+    search
+        .misses(
+            &one_scan,
+            &[
+                ("largest user, on-topic, 1 scan", largest, true),
+                ("largest user, off-topic, 1 scan", largest, false),
+            ],
+            3,
+        )
+        .await;
+}
+
+/// What the search-miss rows need: users, their tokens and topics, how many searches a row runs.
+struct Searches<'a> {
+    tokens: &'a [String],
+    corpus: &'a vector_seed::Corpus,
+    topic_texts: &'a [String],
+    count: usize,
+}
+
+impl Searches<'_> {
+    /// One summary row per `(label, user, on_topic)`, each with queries no other row asked
+    /// (numbered from `first_case`), so nothing is served from a cached embedding or result.
+    async fn misses(&self, api: &TestApi, cases: &[(&str, usize, bool)], first_case: usize) {
+        for (case, &(label, who, on_topic)) in cases.iter().enumerate() {
+            let mut ms = Vec::new();
+            let topics = &self.corpus.users[who].topics;
+            for i in 0..self.count {
+                let n = (first_case + case) * 1_000 + i;
+                let q = if on_topic {
+                    format!("{} {n}", self.topic_texts[topics[i % topics.len()]])
+                } else {
+                    format!("{} {n}", QUERIES[i % QUERIES.len()])
+                };
+                let url = format!(
+                    "/api/v1/search?q={}",
+                    url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+                );
+                let t = Instant::now();
+                let res: Value = api
+                    .get(&url, &self.tokens[who])
+                    .send()
+                    .await
+                    .expect("search")
+                    .json()
+                    .await
+                    .expect("json");
+                ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(res["mode"], "semantic", "{res}");
+            }
+            summary(
+                &format!(
+                    "search miss, {label} ({} rows)",
+                    self.corpus.users[who].rows
+                ),
+                ms,
+            );
+        }
     }
 }

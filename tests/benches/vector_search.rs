@@ -13,12 +13,13 @@
 #[path = "../src/vector_seed.rs"]
 mod vector_seed;
 
+use std::num::NonZeroU32;
 use std::time::Instant;
 
 use fuze_shared::search;
 use fuze_tests::TestEnv;
 use pgvector::Vector;
-use sqlx::{Acquire, PgConnection};
+use sqlx::{Acquire, PgConnection, PgPool};
 use uuid::Uuid;
 use vector_seed::{EXACT_SQL, recall};
 
@@ -55,9 +56,10 @@ enum Strategy {
         large: Single,
     },
     /// What Fuze runs (`fuze_shared::search`): half-precision scan, exact re-rank of
-    /// `candidates`.
+    /// `candidates`, the user's rows split into `parts` concurrent scans.
     Halfvec {
         candidates: u32,
+        parts: u32,
     },
 }
 
@@ -156,10 +158,10 @@ fn strategies() -> Vec<(String, Strategy)> {
             large: hnsw("relaxed_order", 200, None, 4 * K),
         },
     ));
-    for candidates in [10, 20, 64] {
+    for (candidates, parts) in [(10, 1), (20, 1), (64, 1), (64, 2)] {
         s.push((
-            format!("h  halfvec scan, exact re-rank {candidates}"),
-            Strategy::Halfvec { candidates },
+            format!("h  halfvec scan, re-rank {candidates}, {parts} part(s)"),
+            Strategy::Halfvec { candidates, parts },
         ));
     }
     // `VS_ONLY=c,h` keeps the strategies whose label starts with one of those letters.
@@ -190,10 +192,17 @@ async fn run_single(conn: &mut PgConnection, s: &Single, user: Uuid, q: &[f32]) 
     rows.into_iter().map(|(id, _)| id).collect()
 }
 
-async fn run(conn: &mut PgConnection, s: &Strategy, user: Uuid, q: &[f32]) -> Vec<Uuid> {
+async fn run(
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    s: &Strategy,
+    user: Uuid,
+    q: &[f32],
+) -> Vec<Uuid> {
     match s {
-        Strategy::Halfvec { candidates } => {
-            search::nearest_bookmarks_among(&mut *conn, user, q, K as u32, *candidates)
+        Strategy::Halfvec { candidates, parts } => {
+            let parts = NonZeroU32::new(*parts).expect("positive parts");
+            search::nearest_bookmarks_among(pool, user, q, K as u32, *candidates, parts)
                 .await
                 .expect("search")
                 .into_iter()
@@ -222,12 +231,14 @@ async fn run(conn: &mut PgConnection, s: &Strategy, user: Uuid, q: &[f32]) -> Ve
 /// Scan nodes of the plan for the first query, abbreviated.
 async fn plan(conn: &mut PgConnection, s: &Strategy, user: Uuid, rows: usize, q: &[f32]) -> String {
     let s = match s {
-        Strategy::Halfvec { candidates } => Single {
+        Strategy::Halfvec { candidates, .. } => Single {
             settings: String::new(),
-            // Leaked once per class: a handful of short strings.
+            // Leaked once per class: a handful of short strings. The plan of the whole id range.
             sql: Box::leak(
                 search::nearest_sql()
                     .replace("$4", &candidates.to_string())
+                    .replace("$5", &format!("'{}'::uuid", Uuid::nil()))
+                    .replace("$6", &format!("'{}'::uuid", Uuid::max()))
                     .into_boxed_str(),
             ),
             fetch: K,
@@ -356,7 +367,7 @@ async fn main() {
             let mut on_topic = Vec::with_capacity(qs.len());
             for ((q, topical), t) in qs.iter().zip(truth) {
                 let started = Instant::now();
-                let got = run(&mut conn, &strategy, user.id, q).await;
+                let got = run(&mut conn, &env.pool, &strategy, user.id, q).await;
                 ms.push(started.elapsed().as_secs_f64() * 1000.0);
                 let r = recall(&got, t);
                 recalls.push(r);

@@ -6,10 +6,15 @@
 #[path = "../src/vector_seed.rs"]
 mod vector_seed;
 
+use std::num::NonZeroU32;
+
 use fuze_shared::{analysis, auth, bookmarks, jobs::records, projects, recommend, search, views};
 use fuze_tests::TestEnv;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use uuid::Uuid;
+
+/// Search and recommendations in two parts, as the api runs them by default.
+const TWO: NonZeroU32 = NonZeroU32::MIN.saturating_add(1);
 
 /// (table, sequential scans, index scans) for the tables hot queries read.
 async fn scans(pool: &PgPool) -> Vec<(String, i64, i64)> {
@@ -116,14 +121,14 @@ async fn hot_queries_use_indexes_on_a_seeded_table() {
         .await
         .expect("newest analyses");
         assert_indexed(&pool, &format!("{label}: search"), || {
-            search::nearest_bookmarks(&pool, user, &query, 10)
+            search::nearest_bookmarks(&pool, user, &query, 10, TWO)
         })
         .await
         .expect("search");
         assert_indexed(
             &pool,
             &format!("{label}: recommendation candidates"),
-            || recommend::candidates(&pool, user, &query, 50),
+            || recommend::candidates(&pool, user, &query, 50, TWO),
         )
         .await
         .expect("candidates");

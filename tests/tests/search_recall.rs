@@ -7,12 +7,16 @@
 #[path = "../src/vector_seed.rs"]
 mod vector_seed;
 
+use std::num::NonZeroU32;
+
 use fuze_shared::search::nearest_bookmarks;
 use fuze_tests::TestEnv;
 use vector_seed::recall;
 
 const QUERIES: usize = 50;
 const K: u32 = 10;
+/// The default of `FUZE_SEARCH_SCAN_PARTS`.
+const TWO: NonZeroU32 = NonZeroU32::MIN.saturating_add(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nearest_bookmarks_recall_at_10() {
@@ -36,7 +40,7 @@ async fn nearest_bookmarks_recall_at_10() {
         let mut total = 0.0;
         for (q, _) in corpus.queries(user, QUERIES, 100 + i as u64) {
             let exact = vector_seed::exact(&env.pool, user.id, &q, i64::from(K)).await;
-            let got = nearest_bookmarks(&env.pool, user.id, &q, K)
+            let got = nearest_bookmarks(&env.pool, user.id, &q, K, TWO)
                 .await
                 .expect("nearest_bookmarks");
             assert_eq!(got.len(), K as usize, "{class}: a full page of results");
@@ -50,6 +54,14 @@ async fn nearest_bookmarks_recall_at_10() {
             );
             let ids: Vec<_> = got.iter().map(|(id, _)| *id).collect();
             total += recall(&ids, &exact);
+            // However the rows are split, the merged parts give the same answer.
+            for parts in [1, 3] {
+                let parts = NonZeroU32::new(parts).expect("positive");
+                let other = nearest_bookmarks(&env.pool, user.id, &q, K, parts)
+                    .await
+                    .expect("nearest_bookmarks");
+                assert_eq!(other, got, "{class}: {parts} parts against 2");
+            }
         }
         let mean = total / QUERIES as f64;
         println!("{class} user ({} rows): recall@10 = {mean:.3}", user.rows);
@@ -62,7 +74,7 @@ async fn nearest_bookmarks_recall_at_10() {
 
     // A user with no bookmarks gets an empty list, not an error.
     let (empty_user, _) = env.user().await;
-    let none = nearest_bookmarks(&env.pool, empty_user, &corpus.centroids[0], K)
+    let none = nearest_bookmarks(&env.pool, empty_user, &corpus.centroids[0], K, TWO)
         .await
         .expect("empty user");
     assert!(none.is_empty());

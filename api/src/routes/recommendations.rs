@@ -191,8 +191,14 @@ async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Resul
         })?;
         return Err(Uncached::Keyword(body));
     };
-    let candidates =
-        recommend::candidates(&state.db, user, &vector, limit * CANDIDATES_PER_PICK).await?;
+    let candidates = recommend::candidates(
+        &state.db,
+        user,
+        &vector,
+        limit * CANDIDATES_PER_PICK,
+        state.config.api.search_scan_parts,
+    )
+    .await?;
     let picks = recommend::rank(&candidates, Utc::now(), &Weights::default(), limit as usize);
     let ids: Vec<Uuid> = picks.iter().map(|p| p.id).collect();
     // `by_ids` keeps the order of `ids` and skips rows deleted meanwhile.

@@ -105,7 +105,8 @@ async fn run(state: &AppState, user: AuthUser, q: &str, limit: u32) -> Result<By
             items,
         })?));
     };
-    let nearest = search::nearest_bookmarks(&state.db, user.0, &vector, limit).await?;
+    let parts = state.config.api.search_scan_parts;
+    let nearest = search::nearest_bookmarks(&state.db, user.0, &vector, limit, parts).await?;
     let ids: Vec<_> = nearest.iter().map(|(id, _)| *id).collect();
     let mut found = bookmarks::by_ids(&state.db, user.0, &ids)
         .await?
