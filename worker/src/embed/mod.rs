@@ -17,3 +17,9 @@ pub use fuze_shared::config::{EmbedEngine, EmbedWeights, EmbedderConfig};
 pub use handle::Embedder;
 pub use model::EmbeddingModel;
 pub use observer::{EmbedObserver, NoopObserver};
+
+/// The engine's dense-layer kernel, public for `benches/dense.rs` only.
+#[doc(hidden)]
+pub mod kernels {
+    pub use super::engine::dense::{Activation, Dense};
+}

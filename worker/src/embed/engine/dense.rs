@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use super::vector::gelu;
 
 /// Output columns per panel: three AVX-512 registers of f32.
-pub(crate) const PANEL: usize = 48;
+const PANEL: usize = 48;
 /// Output rows per register tile: 8 rows × 3 registers = 24 of the 32 AVX-512 registers.
 const TILE_ROWS: usize = 8;
 /// Rows whose inputs stay in L2 while every panel of a task passes over them.
@@ -31,7 +31,7 @@ const MIN_TASK_ROWS: usize = 32;
 
 /// What the store applies after adding the bias.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Activation {
+pub enum Activation {
     Identity,
     /// The exact (erf) GELU of BERT.
     Gelu,
@@ -45,7 +45,7 @@ enum Panels {
 }
 
 /// A dense layer's weights and bias, packed for [`Dense::forward`].
-pub(crate) struct Dense {
+pub struct Dense {
     inputs: usize,
     outputs: usize,
     panels: Panels,

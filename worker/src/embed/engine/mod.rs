@@ -10,7 +10,7 @@
 //! candle only reads the checkpoint; the pass runs on plain buffers.
 
 mod attention;
-mod dense;
+pub(super) mod dense;
 mod layer;
 mod ops;
 mod pack;

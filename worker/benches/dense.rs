@@ -1,0 +1,125 @@
+//! The dense layers of one MiniLM pass (6 layers x QKV, attention output, up, down projections),
+//! timed for candle's matmul (gemm, what the stock path and Fuze's earlier engine used) against
+//! Fuze's kernel with f32 and f16 weights, for batches of 1 to 2,048 tokens.
+//!
+//! `cargo bench -p fuze-worker --bench dense` (`FUZE_BENCH_QUICK=1`: fewer repetitions). Random
+//! weights of the real shapes, each layer its own, so a pass streams all 42 MB of f32 weights as
+//! the model does. Prints the median time of a whole pass's matmuls and the multiply-adds per
+//! second it implies.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use candle_core::{Device, Tensor};
+use fuze_worker::embed::EmbedWeights;
+use fuze_worker::embed::kernels::{Activation, Dense};
+
+/// (inputs, outputs) of MiniLM-L6's dense layers, in pass order.
+const SHAPES: [(usize, usize); 4] = [(384, 1152), (384, 384), (384, 1536), (1536, 384)];
+const LAYERS: usize = 6;
+const TOKENS: [usize; 9] = [1, 4, 16, 32, 64, 128, 256, 512, 2048];
+
+fn median_ms(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// Runs `pass` until about `budget_s` seconds or `max` repetitions have passed; median ms.
+fn time(mut pass: impl FnMut() -> Result<()>, max: usize, budget_s: f64) -> Result<f64> {
+    pass()?;
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while samples.len() < max && (samples.len() < 5 || started.elapsed().as_secs_f64() < budget_s) {
+        let t = Instant::now();
+        pass()?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median_ms(samples))
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::var("FUZE_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let (max, budget) = if quick { (20, 1.0) } else { (200, 4.0) };
+    let dev = Device::Cpu;
+    let mut candle = Vec::new();
+    let (mut f32s, mut f16s) = (Vec::new(), Vec::new());
+    for _ in 0..LAYERS {
+        for (inputs, outputs) in SHAPES {
+            // [out][in] as checkpoints store it; candle multiplies by its [in][out] transpose.
+            let w = Tensor::randn(0f32, 0.05, (outputs, inputs), &dev)?;
+            let flat = w.flatten_all()?.to_vec1::<f32>()?;
+            let bias = vec![0f32; outputs];
+            f32s.push(Dense::new(
+                &flat,
+                &bias,
+                outputs,
+                inputs,
+                EmbedWeights::F32,
+            )?);
+            f16s.push(Dense::new(
+                &flat,
+                &bias,
+                outputs,
+                inputs,
+                EmbedWeights::F16,
+            )?);
+            candle.push(w.t()?.contiguous()?);
+        }
+    }
+    let fmas_per_token: usize = SHAPES.iter().map(|(i, o)| i * o).sum::<usize>() * LAYERS;
+    println!(
+        "dense layers of one pass ({LAYERS} layers, {:.1} M multiply-adds per token), median ms per pass \
+         (GFMA/s), {} CPU threads",
+        fmas_per_token as f64 / 1e6,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!(
+        "{:>6} {:>18} {:>18} {:>18} {:>12}",
+        "tokens", "candle matmul", "fuze f32", "fuze f16", "f16 speed-up"
+    );
+    for tokens in TOKENS {
+        let inputs: Vec<Tensor> = SHAPES
+            .iter()
+            .map(|&(i, _)| Tensor::randn(0f32, 1.0, (tokens, i), &dev))
+            .collect::<candle_core::Result<_>>()?;
+        let flat: Vec<Vec<f32>> = inputs
+            .iter()
+            .map(|t| t.flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<_>>()?;
+        let mut out = vec![0f32; tokens * 1536];
+        let gemm = time(
+            || {
+                for (n, w) in candle.iter().enumerate() {
+                    inputs[n % SHAPES.len()].matmul(w)?;
+                }
+                Ok(())
+            },
+            max,
+            budget,
+        )?;
+        let mut fuze = |layers: &[Dense]| {
+            time(
+                || {
+                    for (n, d) in layers.iter().enumerate() {
+                        let x = &flat[n % SHAPES.len()];
+                        d.forward(x, &mut out[..tokens * d.outputs()], Activation::Identity);
+                    }
+                    Ok(())
+                },
+                max,
+                budget,
+            )
+        };
+        let (f32_ms, f16_ms) = (fuze(&f32s)?, fuze(&f16s)?);
+        let rate = |ms: f64| (fmas_per_token * tokens) as f64 / ms / 1e6;
+        let cell = |ms: f64| format!("{ms:8.3} ({:5.0})", rate(ms));
+        println!(
+            "{tokens:>6} {:>18} {:>18} {:>18} {:>11.2}x",
+            cell(gemm),
+            cell(f32_ms),
+            cell(f16_ms),
+            gemm / f16_ms
+        );
+    }
+    Ok(())
+}
