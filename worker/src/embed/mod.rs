@@ -18,8 +18,9 @@ pub use handle::Embedder;
 pub use model::EmbeddingModel;
 pub use observer::{EmbedObserver, NoopObserver};
 
-/// The engine's dense-layer kernel, public for `benches/dense.rs` only.
+/// The engine's kernels, public for `benches/kernels.rs` only.
 #[doc(hidden)]
 pub mod kernels {
+    pub use super::engine::attention::attend;
     pub use super::engine::dense::{Activation, Dense};
 }

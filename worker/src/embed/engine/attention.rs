@@ -2,33 +2,32 @@
 //! QKV matrix.
 //!
 //! Packing means no padding and therefore no mask: each sequence only ever sees its own rows.
-//! Each (sequence, head) pair reads its 32 columns of Q, K and V in place and writes its 32
-//! columns of the context, so there are no transposes or `contiguous()` copies, and the many small
-//! matmuls (head size 32) avoid the per-call cost of a general gemm.
+//! Each (sequence, head) pair reads its columns of Q, K and V in place and writes its columns of
+//! the context rows directly, so there are no transposes of Q or V, no copies of the result, and the
+//! many small products (head size 32) avoid the per-call cost of a general gemm. With AVX-512 and
+//! head size 32 the two products run on register tiles of 8 query rows × 32 columns and the softmax
+//! on whole registers (`vector::avx512`); elsewhere a plain-Rust kernel that the compiler
+//! vectorizes.
 
+use std::cell::RefCell;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::vector::{self, vectorized};
+use super::vector;
 
-/// Query rows processed together: each loaded key/value vector is reused this many times.
-const ROWS: usize = 4;
-/// Key columns per score block; the key matrix is padded to a multiple of this.
-const COLS: usize = 16;
+/// Query rows per register tile: 8 rows × 2 AVX-512 registers = 16 accumulators, leaving registers
+/// for the broadcasts (12 rows spilled accumulators to the stack).
+const TILE_ROWS: usize = 8;
+/// Keys per score tile (two AVX-512 registers); the key matrix is padded to a multiple of this.
+const TILE_KEYS: usize = 32;
 /// Below this many multiply-adds (a few short texts) one thread does all heads: waking the pool
 /// would cost more.
 const PARALLEL_MIN_FMAS: usize = 1 << 20;
 
 /// Attention for all sequences of a packed batch: `qkv` is `[tokens][3 * hidden]` (biases added,
 /// queries pre-scaled by `1 / sqrt(head_dim)`), `ctx` receives `[tokens][hidden]`.
-pub(crate) fn attend(
-    qkv: &[f32],
-    spans: &[Range<usize>],
-    heads: usize,
-    head_dim: usize,
-    ctx: &mut [f32],
-) {
+pub fn attend(qkv: &[f32], spans: &[Range<usize>], heads: usize, head_dim: usize, ctx: &mut [f32]) {
     let hidden = heads * head_dim;
     let tokens = spans.last().map_or(0, |s| s.end);
     assert!(
@@ -38,21 +37,34 @@ pub(crate) fn attend(
         ctx.len()
     );
     let shape = Shape { heads, head_dim };
-    let tasks: Vec<(usize, usize)> = (0..spans.len())
-        .flat_map(|s| (0..heads).map(move |h| (s, h)))
+    // One task per (sequence, head), holding that head's columns of the sequence's context rows.
+    let mut tasks: Vec<Head<'_>> = spans
+        .iter()
+        .flat_map(|span| {
+            (0..heads).map(move |head| Head {
+                span: span.clone(),
+                head,
+                out: Vec::with_capacity(span.len()),
+            })
+        })
         .collect();
+    let mut rows = ctx.chunks_exact_mut(hidden);
+    for (s, span) in spans.iter().enumerate() {
+        for row in rows.by_ref().take(span.len()) {
+            for (h, part) in row.chunks_exact_mut(head_dim).enumerate() {
+                tasks[s * heads + h].out.push(part);
+            }
+        }
+    }
     let fmas: usize = spans.iter().map(|s| s.len() * s.len()).sum::<usize>() * 2 * hidden;
-    let run = |&(s, h): &(usize, usize)| shape.head(qkv, &spans[s], h);
-    let outputs: Vec<Vec<f32>> = if fmas < PARALLEL_MIN_FMAS {
-        tasks.iter().map(run).collect()
+    if fmas < PARALLEL_MIN_FMAS {
+        tasks.into_iter().for_each(|t| t.run(qkv, shape));
     } else {
         // Small heads (short texts) are grouped so each rayon task still does real work.
-        tasks.par_iter().with_min_len(4).map(run).collect()
-    };
-    for (&(s, h), out) in tasks.iter().zip(&outputs) {
-        for (t, o) in spans[s].clone().zip(out.chunks_exact(head_dim)) {
-            ctx[t * hidden + h * head_dim..][..head_dim].copy_from_slice(o);
-        }
+        tasks
+            .into_par_iter()
+            .with_min_len(4)
+            .for_each(|t| t.run(qkv, shape));
     }
 }
 
@@ -62,120 +74,268 @@ struct Shape {
     head_dim: usize,
 }
 
-impl Shape {
-    /// Context of one head of one sequence: `[len, head_dim]`, row-major.
-    fn head(self, qkv: &[f32], span: &Range<usize>, head: usize) -> Vec<f32> {
-        let hidden = self.heads * self.head_dim;
-        let width = 3 * hidden;
-        let d = self.head_dim;
-        let len = span.len();
-        let padded = len.div_ceil(COLS) * COLS;
-        let (q_col, k_col, v_col) = (head * d, hidden + head * d, 2 * hidden + head * d);
-        let row = |t: usize, col: usize| &qkv[(span.start + t) * width + col..][..d];
+/// One head of one sequence and the context columns it writes, one slice per row.
+struct Head<'a> {
+    span: Range<usize>,
+    head: usize,
+    out: Vec<&'a mut [f32]>,
+}
 
-        // K^T, [head_dim, padded]: score blocks then read keys contiguously. Padding columns stay
-        // zero and are never part of a softmax.
-        let mut kt = vec![0f32; d * padded];
-        for t in 0..len {
-            for (c, k) in row(t, k_col).iter().enumerate() {
-                kt[c * padded + t] = *k;
+/// A worker thread's key and score buffers, kept between heads: every head would otherwise
+/// allocate and zero up to 256 kB of scores.
+#[derive(Default)]
+struct Scratch {
+    keys: Vec<f32>,
+    scores: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// What one head's kernels read: its columns of Q, K and V and the sequence's length.
+#[derive(Clone, Copy)]
+struct Operands<'a> {
+    qkv: &'a [f32],
+    start: usize,
+    len: usize,
+    width: usize,
+    d: usize,
+    q_col: usize,
+    k_col: usize,
+    v_col: usize,
+}
+
+impl<'a> Operands<'a> {
+    #[inline(always)]
+    fn row(&self, t: usize, col: usize) -> &'a [f32] {
+        &self.qkv[(self.start + t) * self.width + col..][..self.d]
+    }
+}
+
+impl Head<'_> {
+    fn run(mut self, qkv: &[f32], shape: Shape) {
+        let hidden = shape.heads * shape.head_dim;
+        let d = shape.head_dim;
+        let ops = Operands {
+            qkv,
+            start: self.span.start,
+            len: self.span.len(),
+            width: 3 * hidden,
+            d,
+            q_col: self.head * d,
+            k_col: hidden + self.head * d,
+            v_col: 2 * hidden + self.head * d,
+        };
+        SCRATCH.with(|scratch| {
+            let scratch = &mut *scratch.borrow_mut();
+            #[cfg(target_arch = "x86_64")]
+            if d == TILE_KEYS
+                && let Some(simd) = pulp::x86::V4::try_new()
+            {
+                let job = Job {
+                    isa: simd,
+                    ops,
+                    out: &mut self.out,
+                    scratch,
+                };
+                return pulp::Simd::vectorize(simd, job);
+            }
+            pulp::Arch::new().dispatch(Job {
+                isa: (),
+                ops,
+                out: &mut self.out,
+                scratch,
+            });
+        });
+    }
+}
+
+/// One head's work for a kernel; `isa` is the instruction-set token of the kernel that runs it.
+struct Job<'a, 'o, Isa> {
+    isa: Isa,
+    ops: Operands<'a>,
+    out: &'a mut [&'o mut [f32]],
+    scratch: &'a mut Scratch,
+}
+
+/// `K^T` as `[d][padded]`, so score tiles read keys contiguously; padding columns are zero and
+/// never part of a softmax.
+#[inline(always)]
+fn transpose_keys(ops: &Operands<'_>, padded: usize, keys: &mut Vec<f32>) {
+    keys.clear();
+    keys.resize(ops.d * padded, 0.0);
+    for t in 0..ops.len {
+        for (c, k) in ops.row(t, ops.k_col).iter().enumerate() {
+            keys[c * padded + t] = *k;
+        }
+    }
+}
+
+/// The score matrix `[len][padded]` (every entry is written), then softmax over each row's keys.
+#[inline(always)]
+fn scores_then_softmax(
+    ops: &Operands<'_>,
+    scratch: &mut Scratch,
+    tile: impl Fn(&[&[f32]; TILE_ROWS], &[f32], usize, &mut [f32]),
+    softmax: impl Fn(&mut [f32]),
+) -> usize {
+    let padded = ops.len.next_multiple_of(TILE_KEYS);
+    transpose_keys(ops, padded, &mut scratch.keys);
+    scratch.scores.resize(ops.len * padded, 0.0);
+    for first in (0..ops.len).step_by(TILE_ROWS) {
+        let rows = TILE_ROWS.min(ops.len - first);
+        // Past the end the last row is repeated; its results land in no output row.
+        let q: [&[f32]; TILE_ROWS] =
+            std::array::from_fn(|r| ops.row((first + r).min(ops.len - 1), ops.q_col));
+        let block = &mut scratch.scores[first * padded..(first + rows) * padded];
+        tile(&q, &scratch.keys, padded, block);
+        for row in block.chunks_exact_mut(padded) {
+            softmax(&mut row[..ops.len]);
+        }
+    }
+    padded
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use pulp::f32x16;
+    use pulp::x86::V4;
+
+    use super::*;
+
+    impl pulp::WithSimd for Job<'_, '_, V4> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            let Job {
+                isa: simd,
+                ops,
+                out,
+                scratch,
+            } = self;
+            let padded = scores_then_softmax(
+                &ops,
+                scratch,
+                #[inline(always)]
+                |q, keys, padded, block| score_tile(simd, q, keys, padded, block),
+                #[inline(always)]
+                |row| vector::avx512::softmax(simd, row),
+            );
+            for (first, out) in (0..ops.len)
+                .step_by(TILE_ROWS)
+                .zip(out.chunks_mut(TILE_ROWS))
+            {
+                let probs: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| {
+                    let row = (first + r).min(ops.len - 1);
+                    &scratch.scores[row * padded..row * padded + ops.len]
+                });
+                value_tile(simd, &probs, &ops, out);
             }
         }
+    }
 
-        let mut scores = vec![0f32; len * padded];
-        let mut out = vec![0f32; len * d];
-        vectorized(
-            #[inline(always)]
-            || {
-                let mut q = vec![0f32; ROWS * d];
-                for i0 in (0..len).step_by(ROWS) {
-                    let rows = ROWS.min(len - i0);
-                    for r in 0..rows {
-                        q[r * d..][..d].copy_from_slice(row(i0 + r, q_col));
-                    }
-                    let block = &mut scores[i0 * padded..(i0 + rows) * padded];
-                    if rows == ROWS {
-                        score_rows::<ROWS>(&q, &kt, d, padded, block);
-                    } else {
-                        for r in 0..rows {
-                            score_rows::<1>(
-                                &q[r * d..(r + 1) * d],
-                                &kt,
-                                d,
-                                padded,
-                                &mut block[r * padded..(r + 1) * padded],
-                            );
-                        }
-                    }
-                    for r in 0..rows {
-                        vector::softmax(&mut block[r * padded..][..len]);
+    #[inline(always)]
+    fn load(x: &[f32]) -> [f32x16; 2] {
+        let x: &[f32; 32] = x[..32].try_into().unwrap_or(&[0.0; 32]);
+        pulp::cast(*x)
+    }
+
+    /// `block[r][j] = q[r] · K[j]` for the tile's rows (as many as `block` holds) and all keys.
+    #[inline(always)]
+    fn score_tile(
+        simd: V4,
+        q: &[&[f32]; TILE_ROWS],
+        keys: &[f32],
+        padded: usize,
+        block: &mut [f32],
+    ) {
+        let q: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| &q[r][..32]);
+        let zero = simd.splat_f32x16(0.0);
+        for j in (0..padded).step_by(TILE_KEYS) {
+            let mut acc = [[zero; 2]; TILE_ROWS];
+            for (c, dim) in keys.chunks_exact(padded).take(32).enumerate() {
+                let k = load(&dim[j..]);
+                for (acc, q) in acc.iter_mut().zip(&q) {
+                    let a = simd.splat_f32x16(q[c]);
+                    for (acc, k) in acc.iter_mut().zip(&k) {
+                        *acc = simd.mul_add_f32x16(a, *k, *acc);
                     }
                 }
-                for i0 in (0..len).step_by(ROWS) {
-                    let rows = ROWS.min(len - i0);
-                    let probs = &scores[i0 * padded..(i0 + rows) * padded];
-                    let dst = &mut out[i0 * d..(i0 + rows) * d];
-                    if rows == ROWS && d == 32 {
-                        weighted_values::<ROWS, 32>(probs, padded, len, |t| row(t, v_col), dst);
-                    } else {
-                        for r in 0..rows {
-                            let p = &probs[r * padded..(r + 1) * padded];
-                            let o = &mut dst[r * d..(r + 1) * d];
-                            for (t, &pt) in p[..len].iter().enumerate() {
-                                for (o, v) in o.iter_mut().zip(row(t, v_col)) {
-                                    *o = pt.mul_add(*v, *o);
-                                }
+            }
+            for (acc, row) in acc.iter().zip(block.chunks_exact_mut(padded)) {
+                let acc: [f32; 32] = pulp::cast(*acc);
+                row[j..j + TILE_KEYS].copy_from_slice(&acc);
+            }
+        }
+    }
+
+    /// `out[r] = Σ_t probs[r][t] · V[t]` for the tile's rows (as many as `out` holds).
+    #[inline(always)]
+    fn value_tile(
+        simd: V4,
+        probs: &[&[f32]; TILE_ROWS],
+        ops: &Operands<'_>,
+        out: &mut [&mut [f32]],
+    ) {
+        let zero = simd.splat_f32x16(0.0);
+        let mut acc = [[zero; 2]; TILE_ROWS];
+        for t in 0..ops.len {
+            let v = load(ops.row(t, ops.v_col));
+            for (acc, p) in acc.iter_mut().zip(probs) {
+                let a = simd.splat_f32x16(p[t]);
+                acc[0] = simd.mul_add_f32x16(a, v[0], acc[0]);
+                acc[1] = simd.mul_add_f32x16(a, v[1], acc[1]);
+            }
+        }
+        for (acc, dst) in acc.iter().zip(out) {
+            let acc: [f32; 32] = pulp::cast(*acc);
+            dst.copy_from_slice(&acc);
+        }
+    }
+}
+
+/// The same products in plain Rust for any head size, compiled for the best instruction set
+/// pulp finds.
+mod portable {
+    use super::*;
+
+    impl pulp::WithSimd for Job<'_, '_, ()> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            let Job {
+                ops, out, scratch, ..
+            } = self;
+            let padded = scores_then_softmax(
+                &ops,
+                scratch,
+                #[inline(always)]
+                |q, keys, padded, block| {
+                    for (q, row) in q.iter().zip(block.chunks_exact_mut(padded)) {
+                        row.fill(0.0);
+                        for (c, qc) in q.iter().enumerate() {
+                            let k = &keys[c * padded..(c + 1) * padded];
+                            for (s, k) in row.iter_mut().zip(k) {
+                                *s = qc.mul_add(*k, *s);
                             }
                         }
                     }
-                }
-            },
-        );
-        out
-    }
-}
-
-/// `block[r][j] = sum_c q[r][c] * kt[c][j]` for `R` query rows and all `padded` key columns.
-#[inline(always)]
-fn score_rows<const R: usize>(q: &[f32], kt: &[f32], d: usize, padded: usize, block: &mut [f32]) {
-    for j0 in (0..padded).step_by(COLS) {
-        let mut acc = [[0f32; COLS]; R];
-        for c in 0..d {
-            let k = &kt[c * padded + j0..][..COLS];
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let qv = q[r * d + c];
-                for (a, kv) in acc.iter_mut().zip(k) {
-                    *a = qv.mul_add(*kv, *a);
+                },
+                vector::softmax,
+            );
+            for (t_row, dst) in out.iter_mut().enumerate() {
+                let probs = &scratch.scores[t_row * padded..t_row * padded + ops.len];
+                dst.fill(0.0);
+                for (t, p) in probs.iter().enumerate() {
+                    for (o, v) in dst.iter_mut().zip(ops.row(t, ops.v_col)) {
+                        *o = p.mul_add(*v, *o);
+                    }
                 }
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            block[r * padded + j0..][..COLS].copy_from_slice(acc);
-        }
-    }
-}
-
-/// `dst[r] = sum_t probs[r][t] * v(t)` for `R` rows of head size `D`.
-#[inline(always)]
-fn weighted_values<'v, const R: usize, const D: usize>(
-    probs: &[f32],
-    padded: usize,
-    len: usize,
-    v: impl Fn(usize) -> &'v [f32],
-    dst: &mut [f32],
-) {
-    let mut acc = [[0f32; D]; R];
-    for t in 0..len {
-        let v = &v(t)[..D];
-        for (r, acc) in acc.iter_mut().enumerate() {
-            let p = probs[r * padded + t];
-            for (a, x) in acc.iter_mut().zip(v) {
-                *a = p.mul_add(*x, *a);
-            }
-        }
-    }
-    for (r, acc) in acc.iter().enumerate() {
-        dst[r * D..(r + 1) * D].copy_from_slice(acc);
     }
 }
 
@@ -203,28 +363,31 @@ mod tests {
     #[test]
     fn matches_per_sequence_reference() -> Result<()> {
         let dev = Device::Cpu;
-        let (heads, d) = (3, 32);
-        // Lengths around the 4-row and 16-column blocks, including a single token; the long one
-        // takes the parallel path.
-        for lens in [vec![1usize, 5, 16, 17, 38], vec![3, 140, 90]] {
-            let tokens: usize = lens.iter().sum();
-            let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * heads * d), &dev)?;
-            let mut spans = Vec::new();
-            let mut start = 0;
-            for len in &lens {
-                spans.push(start..start + len);
-                start += len;
-            }
-            let mut ctx = vec![f32::NAN; tokens * heads * d];
-            attend(&qkv.flatten_all()?.to_vec1()?, &spans, heads, d, &mut ctx);
-            let got = Tensor::from_vec(ctx, (tokens, heads * d), &dev)?;
-            for span in &spans {
-                let want = reference(&qkv.narrow(0, span.start, span.len())?, heads, d)?;
-                let diff = (got.narrow(0, span.start, span.len())? - want)?
-                    .abs()?
-                    .max_all()?
-                    .to_scalar::<f32>()?;
-                assert!(diff < 1e-5, "span {span:?}: max diff {diff}");
+        // Head size 32 takes the AVX-512 tiles where the CPU has them, 24 the portable kernel.
+        // Lengths around the 12-row and 32-key tiles, including a single token; the long ones take
+        // the parallel path.
+        for d in [32, 24] {
+            let heads = 3;
+            for lens in [vec![1usize, 5, 12, 13, 33, 38], vec![3, 140, 90]] {
+                let tokens: usize = lens.iter().sum();
+                let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * heads * d), &dev)?;
+                let mut spans = Vec::new();
+                let mut start = 0;
+                for len in &lens {
+                    spans.push(start..start + len);
+                    start += len;
+                }
+                let mut ctx = vec![f32::NAN; tokens * heads * d];
+                attend(&qkv.flatten_all()?.to_vec1()?, &spans, heads, d, &mut ctx);
+                let got = Tensor::from_vec(ctx, (tokens, heads * d), &dev)?;
+                for span in &spans {
+                    let want = reference(&qkv.narrow(0, span.start, span.len())?, heads, d)?;
+                    let diff = (got.narrow(0, span.start, span.len())? - want)?
+                        .abs()?
+                        .max_all()?
+                        .to_scalar::<f32>()?;
+                    assert!(diff < 1e-5, "head size {d}, span {span:?}: max diff {diff}");
+                }
             }
         }
         Ok(())

@@ -16,7 +16,7 @@ use fuze_shared::config::EmbedWeights;
 use half::f16;
 use rayon::prelude::*;
 
-use super::vector::gelu;
+use super::vector::{self, gelu};
 
 /// Output columns per panel: three AVX-512 registers of f32.
 const PANEL: usize = 48;
@@ -373,10 +373,19 @@ mod avx512 {
                 }
             }
         }
+        let bias: [f32x16; 3] = pulp::cast(<[f32; PANEL]>::try_from(bias).unwrap_or([0.0; PANEL]));
         for (acc, dst) in acc.iter().zip(out) {
-            let acc: [f32; PANEL] = pulp::cast(*acc);
+            let mut y = [zero; 3];
+            for ((y, a), b) in y.iter_mut().zip(acc).zip(&bias) {
+                let sum = simd.add_f32x16(*a, *b);
+                *y = match act {
+                    Activation::Identity => sum,
+                    Activation::Gelu => vector::avx512::gelu(simd, sum),
+                };
+            }
+            let y: [f32; PANEL] = pulp::cast(y);
             let width = (dst.len() - col).min(PANEL);
-            store(&acc, bias, &mut dst[col..col + width], act);
+            dst[col..col + width].copy_from_slice(&y[..width]);
         }
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! candle only reads the checkpoint; the pass runs on plain buffers.
 
-mod attention;
+pub(super) mod attention;
 pub(super) mod dense;
 mod layer;
 mod ops;

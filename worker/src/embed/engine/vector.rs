@@ -80,29 +80,46 @@ pub(crate) fn max(xs: &[f32]) -> f32 {
 /// polynomial of e^r is accurate to 1e-8 relative.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
-    // ln(2) split in two so that n * LN2_HI is exact for |n| < 2^11.
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.clamp(EXP_MIN, EXP_MAX);
     let n = (x * std::f32::consts::LOG2_E).round_ties_even();
     let r = (-n).mul_add(LN2_HI, x);
     let r = (-n).mul_add(LN2_LO, r);
-    let mut p: f32 = 1.0 / 5040.0;
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = p.mul_add(r, c);
+    let mut p = EXP_TAYLOR[0];
+    for c in &EXP_TAYLOR[1..] {
+        p = p.mul_add(r, *c);
     }
     // 2^n built from its exponent bits; the clamp keeps n + 127 within 1..=254.
     let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
     p * two_n
 }
+
+/// `exp`'s input range.
+const EXP_MIN: f32 = -87.0;
+const EXP_MAX: f32 = 88.0;
+/// ln(2) split in two so that n * LN2_HI is exact for |n| < 2^11.
+const LN2_HI: f32 = 0.693_145_75;
+const LN2_LO: f32 = 1.428_606_8e-6;
+/// Taylor coefficients of e^r, highest power first.
+const EXP_TAYLOR: [f32; 8] = [
+    1.0 / 5040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+/// Abramowitz & Stegun 7.1.26: erfc(z) ~ t * poly(t) * e^(-z^2), t = 1 / (1 + P z).
+const ERFC_P: f32 = 0.327_591_1;
+/// Its coefficients, highest power first.
+const ERFC_POLY: [f32; 5] = [
+    1.061_405_4,
+    -1.453_152,
+    1.421_413_8,
+    -0.284_496_74,
+    0.254_829_6,
+];
 
 /// Standard normal CDF times x: GELU as BERT defines it, `x * (1 + erf(x / sqrt 2)) / 2`.
 ///
@@ -110,19 +127,11 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// the lower tail as erfc(|z|) / 2 avoids the cancellation `1 + erf(z)` would have for z < 0.
 #[inline(always)]
 pub(crate) fn gelu(x: f32) -> f32 {
-    const P: f32 = 0.327_591_1;
-    const A: [f32; 5] = [
-        0.254_829_6,
-        -0.284_496_74,
-        1.421_413_8,
-        -1.453_152,
-        1.061_405_4,
-    ];
     let z = x.abs() * std::f32::consts::FRAC_1_SQRT_2;
-    let t = 1.0 / P.mul_add(z, 1.0);
-    let mut poly = A[4];
-    for a in [A[3], A[2], A[1], A[0]] {
-        poly = poly.mul_add(t, a);
+    let t = 1.0 / ERFC_P.mul_add(z, 1.0);
+    let mut poly = ERFC_POLY[0];
+    for a in &ERFC_POLY[1..] {
+        poly = poly.mul_add(t, *a);
     }
     let half_erfc = 0.5 * poly * t * exp(-z * z);
     let cdf = if x >= 0.0 { 1.0 - half_erfc } else { half_erfc };
@@ -139,6 +148,95 @@ pub(crate) fn softmax(row: &mut [f32]) {
     let inv = 1.0 / sum(row);
     for x in row.iter_mut() {
         *x *= inv;
+    }
+}
+
+/// The same functions on AVX-512 registers, operation for operation, so a lane gives the bits the
+/// scalar function gives. Loops over [`exp`] and [`gelu`] do not vectorize well (LLVM kept the
+/// softmax scalar), so the hot loops use these.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use pulp::x86::V4;
+    use pulp::{Simd, f32x16};
+
+    use super::*;
+
+    #[inline(always)]
+    pub(crate) fn exp(simd: V4, x: f32x16) -> f32x16 {
+        let splat = |v| simd.splat_f32x16(v);
+        let x = simd.min_f32x16(simd.max_f32x16(x, splat(EXP_MIN)), splat(EXP_MAX));
+        // Round to nearest even, as the scalar `round_ties_even`.
+        let n_int = simd.avx512f._mm512_cvtps_epi32(pulp::cast(
+            simd.mul_f32x16(x, splat(std::f32::consts::LOG2_E)),
+        ));
+        let n = simd.convert_i32x16_to_f32x16(pulp::cast(n_int));
+        let r = simd.mul_add_f32x16(n, splat(-LN2_HI), x);
+        let r = simd.mul_add_f32x16(n, splat(-LN2_LO), r);
+        let mut p = splat(EXP_TAYLOR[0]);
+        for c in &EXP_TAYLOR[1..] {
+            p = simd.mul_add_f32x16(p, r, splat(*c));
+        }
+        let bits = simd.shl_const_i32x16::<23>(
+            simd.wrapping_add_i32x16(pulp::cast(n_int), simd.splat_i32x16(127)),
+        );
+        simd.mul_f32x16(p, pulp::cast(bits))
+    }
+
+    #[inline(always)]
+    pub(crate) fn gelu(simd: V4, x: f32x16) -> f32x16 {
+        let splat = |v| simd.splat_f32x16(v);
+        let z = simd.mul_f32x16(simd.abs_f32x16(x), splat(std::f32::consts::FRAC_1_SQRT_2));
+        let t = simd.div_f32x16(
+            splat(1.0),
+            simd.mul_add_f32x16(splat(ERFC_P), z, splat(1.0)),
+        );
+        let mut poly = splat(ERFC_POLY[0]);
+        for a in &ERFC_POLY[1..] {
+            poly = simd.mul_add_f32x16(poly, t, splat(*a));
+        }
+        let minus_z2 = simd.mul_f32x16(simd.sub_f32x16(splat(0.0), z), z);
+        let half_erfc = simd.mul_f32x16(
+            simd.mul_f32x16(simd.mul_f32x16(splat(0.5), poly), t),
+            exp(simd, minus_z2),
+        );
+        let cdf = simd.select_f32x16(
+            simd.cmp_ge_f32x16(x, splat(0.0)),
+            simd.sub_f32x16(splat(1.0), half_erfc),
+            half_erfc,
+        );
+        simd.mul_f32x16(x, cdf)
+    }
+
+    /// In place: `row = softmax(row)`.
+    #[inline(always)]
+    pub(crate) fn softmax(simd: V4, row: &mut [f32]) {
+        let (body, tail) = pulp::as_arrays_mut::<16, f32>(row);
+        let mut top = simd.splat_f32x16(f32::NEG_INFINITY);
+        for x in body.iter() {
+            top = simd.max_f32x16(top, pulp::cast(*x));
+        }
+        let m = tail
+            .iter()
+            .fold(simd.reduce_max_f32s(top), |m, &x| m.max(x));
+        let (mut total, m16) = (simd.splat_f32x16(0.0), simd.splat_f32x16(m));
+        for x in body.iter_mut() {
+            let e = exp(simd, simd.sub_f32x16(pulp::cast(*x), m16));
+            total = simd.add_f32x16(total, e);
+            *x = pulp::cast(e);
+        }
+        let mut sum = simd.reduce_sum_f32s(total);
+        for x in tail.iter_mut() {
+            *x = super::exp(*x - m);
+            sum += *x;
+        }
+        let inv = 1.0 / sum;
+        let inv16 = simd.splat_f32x16(inv);
+        for x in body.iter_mut() {
+            *x = pulp::cast(simd.mul_f32x16(pulp::cast(*x), inv16));
+        }
+        for x in tail.iter_mut() {
+            *x *= inv;
+        }
     }
 }
 
@@ -222,6 +320,46 @@ mod tests {
         assert!(worst < 5e-7, "worst absolute error {worst:e}");
         assert!(vectorized(|| gelu(-30.0)).abs() < 1e-30);
         assert_eq!(vectorized(|| gelu(30.0)), 30.0);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_versions_give_the_scalar_bits() {
+        let Some(simd) = pulp::x86::V4::try_new() else {
+            return; // nothing to compare on this CPU; the scalar tests still run
+        };
+        struct Check(pulp::x86::V4);
+        impl pulp::WithSimd for Check {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) {
+                let simd = self.0;
+                for i in -1000..1000 {
+                    let base = i as f32 * 0.09;
+                    let x: [f32; 16] = std::array::from_fn(|l| base + l as f32 * 0.0057);
+                    let e: [f32; 16] = pulp::cast(avx512::exp(simd, pulp::cast(x)));
+                    let g: [f32; 16] = pulp::cast(avx512::gelu(simd, pulp::cast(x)));
+                    for l in 0..16 {
+                        assert_eq!(e[l].to_bits(), exp(x[l]).to_bits(), "exp({})", x[l]);
+                        assert_eq!(g[l].to_bits(), gelu(x[l]).to_bits(), "gelu({})", x[l]);
+                    }
+                }
+                for len in [1, 16, 37, 205] {
+                    let row: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 6.0).collect();
+                    let (mut a, mut b) = (row.clone(), row);
+                    avx512::softmax(simd, &mut a);
+                    softmax(&mut b);
+                    // Only the order of the sum differs.
+                    for (x, y) in a.iter().zip(&b) {
+                        assert!(
+                            (x - y).abs() <= 1e-6 * y.abs().max(1e-30),
+                            "{len}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
+        pulp::Simd::vectorize(simd, Check(simd));
     }
 
     #[test]

@@ -1,18 +1,20 @@
-//! The dense layers of one MiniLM pass (6 layers x QKV, attention output, up, down projections),
-//! timed for candle's matmul (gemm, what the stock path and Fuze's earlier engine used) against
-//! Fuze's kernel with f32 and f16 weights, for batches of 1 to 2,048 tokens.
+//! The Fuze engine's kernels on MiniLM's shapes:
+//! - the dense layers of one pass (6 layers x QKV, attention output, up, down projections), timed
+//!   for candle's matmul (gemm, what the stock path and Fuze's earlier engine used) against Fuze's
+//!   kernel with f32 and f16 weights, for batches of 1 to 2,048 tokens. Random weights of the real
+//!   shapes, each layer its own, so a pass streams all 42 MB of f32 weights as the model does;
+//! - attention (12 heads of 32) over packed batches of equal-length texts.
 //!
-//! `cargo bench -p fuze-worker --bench dense` (`FUZE_BENCH_QUICK=1`: fewer repetitions). Random
-//! weights of the real shapes, each layer its own, so a pass streams all 42 MB of f32 weights as
-//! the model does. Prints the median time of a whole pass's matmuls and the multiply-adds per
-//! second it implies.
+//! `cargo bench -p fuze-worker --bench kernels` (`FUZE_BENCH_QUICK=1`: fewer repetitions;
+//! `FUZE_BENCH_ONLY=attention`: attention only). Prints
+//! median times and the multiply-adds per second they imply.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use fuze_worker::embed::EmbedWeights;
-use fuze_worker::embed::kernels::{Activation, Dense};
+use fuze_worker::embed::kernels::{Activation, Dense, attend};
 
 /// (inputs, outputs) of MiniLM-L6's dense layers, in pass order.
 const SHAPES: [(usize, usize); 4] = [(384, 1152), (384, 384), (384, 1536), (1536, 384)];
@@ -37,9 +39,47 @@ fn time(mut pass: impl FnMut() -> Result<()>, max: usize, budget_s: f64) -> Resu
     Ok(median_ms(samples))
 }
 
+/// (texts, tokens each) of the attention rows: one query, a batch of short texts, one document, a
+/// production batch of documents (about 2,048 tokens).
+const ATTENTION_BATCHES: [(usize, usize); 4] = [(1, 16), (32, 16), (1, 210), (10, 205)];
+const HEADS: usize = 12;
+const HEAD_DIM: usize = 32;
+
+fn attention(max: usize, budget: f64) -> Result<()> {
+    println!(
+        "\nattention, {HEADS} heads of {HEAD_DIM}, one layer: median ms (GFMA/s of Q·K and P·V)"
+    );
+    let hidden = HEADS * HEAD_DIM;
+    for (texts, len) in ATTENTION_BATCHES {
+        let tokens = texts * len;
+        let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * hidden), &Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let spans: Vec<_> = (0..texts).map(|t| t * len..(t + 1) * len).collect();
+        let mut ctx = vec![0f32; tokens * hidden];
+        let ms = time(
+            || {
+                attend(&qkv, &spans, HEADS, HEAD_DIM, &mut ctx);
+                Ok(())
+            },
+            max,
+            budget,
+        )?;
+        let fmas = (texts * len * len * 2 * hidden) as f64;
+        println!(
+            "  {texts:>3} x {len:>3} tokens: {ms:8.3} ms ({:5.0})",
+            fmas / ms / 1e6
+        );
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let quick = std::env::var("FUZE_BENCH_QUICK").is_ok_and(|v| v == "1");
     let (max, budget) = if quick { (20, 1.0) } else { (200, 4.0) };
+    if std::env::var("FUZE_BENCH_ONLY").is_ok_and(|v| v == "attention") {
+        return attention(max, budget);
+    }
     let dev = Device::Cpu;
     let mut candle = Vec::new();
     let (mut f32s, mut f16s) = (Vec::new(), Vec::new());
@@ -121,5 +161,5 @@ fn main() -> Result<()> {
             gemm / f16_ms
         );
     }
-    Ok(())
+    attention(max, budget)
 }
