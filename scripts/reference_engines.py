@@ -67,7 +67,7 @@ VERSION_PACKAGES = {
 THREADS = 2
 MAX_SEQ = 256          # the model's max_seq_length (sentence_bert_config.json), [CLS]/[SEP] included
 CHUNK = 256            # texts handed over at once
-MAX_BATCH = 32         # texts per forward pass
+MAX_BATCH = 32         # texts per forward pass (--max-batch)
 DOC_MAX_TOKENS = 2048  # padded tokens (texts x longest) per forward pass, docs only
 ONNX_OPSET = 17        # first opset with LayerNormalization
 PARITY_MIN_COS = 0.9999
@@ -120,7 +120,7 @@ def embed(engine, texts, max_tokens=None):
     out = np.empty((len(texts), engine.dim), dtype=np.float32)
     for start in range(0, len(texts), CHUNK):
         token_ids = engine.tokenize(texts[start:start + CHUNK])
-        for batch in plan_batches([len(t) for t in token_ids], MAX_BATCH, max_tokens):
+        for batch in plan_batches([len(t) for t in token_ids], engine.max_batch, max_tokens):
             ids, mask = pad([token_ids[i] for i in batch])
             out[[start + i for i in batch]] = engine.embed_padded(ids, mask)
     return out
@@ -346,12 +346,13 @@ def run_bench(args):
     """One run of one engine: measurements 1-3, parity, peak RSS; returns a dict."""
     sizes = QUICK if args.quick else FULL
     engine = load_engine(args.engine, args)
+    engine.max_batch = args.max_batch
     fixture = read_jsonl(args.fixture)
     result = {"engine": engine.name, "details": engine.details()}
     if not args.parity_only:
         short = [r["text"] for r in read_jsonl(args.corpus_dir / "short.jsonl", sizes["short"])]
         docs = [r["text"] for r in read_jsonl(args.corpus_dir / "docs.jsonl", sizes["docs"])]
-        embed(engine, short[:MAX_BATCH])  # untimed warm-up: one batch of each workload
+        embed(engine, short[:engine.max_batch])  # untimed warm-up: one batch of each workload
         embed(engine, docs[:DOC_MAX_TOKENS // MAX_SEQ], DOC_MAX_TOKENS)
         result["short_per_s"] = texts_per_second(engine, short)
         result["docs_per_s"] = texts_per_second(engine, docs, DOC_MAX_TOKENS)
@@ -458,6 +459,7 @@ def run_child(python, args, mode, engine=None):
     if engine:
         command += ["--engine", engine]
     command += ["--quick"] * args.quick + ["--parity-only"] * args.parity_only
+    command += ["--max-batch", str(args.max_batch)]
     try:
         out = subprocess.run(command, capture_output=True, text=True, env=child_env(), timeout=1800)
     except subprocess.TimeoutExpired:
@@ -515,7 +517,7 @@ def print_header(args, probe_report, engines):
               f" transformers {built['transformers']}, weights sha256 {built['weights_sha256'][:12]}...)")
     if not args.parity_only:
         print(f"workload: {sizes['short']} short texts, {sizes['docs']} docs, {sizes['calls']} one-text calls"
-              f" (after {sizes['warmup_calls']} warm-up); chunks of {CHUNK}, batches <= {MAX_BATCH}"
+              f" (after {sizes['warmup_calls']} warm-up); chunks of {CHUNK}, batches <= {args.max_batch}"
               f" texts (docs also <= {DOC_MAX_TOKENS} padded tokens); {THREADS} threads"
               + (" [--quick: not a benchmark]" if args.quick else ""))
 
@@ -593,6 +595,8 @@ def parse_args():
     parser.add_argument("--no-install", action="store_true", help="print the install commands instead")
     parser.add_argument("--rebuild-onnx", action="store_true", help="export the ONNX file again")
     parser.add_argument("--json", type=Path, help="also write all results to this file")
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH,
+                        help=f"texts per forward pass (default {MAX_BATCH}; Fuze's default is 128)")
     parser.add_argument("--child", choices=["probe", "build-onnx", "bench"], help=argparse.SUPPRESS)
     parser.add_argument("--engine", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -91,7 +91,7 @@ const VARIANTS: [Variant; 3] = [
 ];
 
 /// Texts per `embed` call in the "production" rows: what the worker's embedding thread hands the
-/// model at most (`max_batch_texts` x 8 drained requests), which it then sorts and cuts itself.
+/// model at most (its drain limit, 256 texts), which it then sorts and cuts itself.
 const PRODUCTION_CALL: usize = 256;
 
 fn env_dir(var: &str, default: &str) -> PathBuf {

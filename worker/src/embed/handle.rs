@@ -14,9 +14,9 @@ use tokio::sync::oneshot;
 use super::model::EmbeddingModel;
 use super::observer::{EmbedObserver, NoopObserver};
 
-/// One drained call takes at most about this many model batches' worth of texts, so the first
-/// request in a long queue is answered without waiting for the whole queue.
-const DRAIN_BATCHES: usize = 8;
+/// One drained call takes at most this many texts (about a quarter of a second of short texts), so
+/// the first request in a long queue is answered without waiting for the whole queue.
+const DRAIN_TEXTS: usize = 256;
 
 type Reply = oneshot::Sender<Result<Vec<Vec<f32>>>>;
 
@@ -47,7 +47,7 @@ impl Embedder {
     pub fn start_with_observer(model: EmbeddingModel, observer: Arc<dyn EmbedObserver>) -> Self {
         let model_id = model.model_id().to_owned();
         let dimensions = model.dimensions();
-        let drain_limit = model.config().max_batch_texts.saturating_mul(DRAIN_BATCHES);
+        let drain_limit = DRAIN_TEXTS.max(model.config().max_batch_texts);
         let pass_observer = Arc::clone(&observer);
         Self::spawn(model_id, dimensions, drain_limit, observer, move |texts| {
             model.embed_observed(texts, pass_observer.as_ref())
