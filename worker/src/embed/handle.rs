@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::model::EmbeddingModel;
 use super::observer::{EmbedObserver, NoopObserver};
 
-/// One drained call takes at most this many texts (about a quarter of a second of short texts), so
+/// One drained call takes at most this many texts (a fraction of a second of short texts), so
 /// the first request in a long queue is answered without waiting for the whole queue.
 const DRAIN_TEXTS: usize = 256;
 

@@ -21,6 +21,8 @@ use super::vector;
 const TILE_ROWS: usize = 8;
 /// Keys per score tile (two AVX-512 registers); the key matrix is padded to a multiple of this.
 const TILE_KEYS: usize = 32;
+/// The head size the AVX-512 kernel is written for (MiniLM's): one head row is two registers.
+const TILE_HEAD_DIM: usize = 32;
 /// Below this many multiply-adds (a few short texts) one thread does all heads: waking the pool
 /// would cost more.
 const PARALLEL_MIN_FMAS: usize = 1 << 20;
@@ -130,7 +132,7 @@ impl Head<'_> {
         SCRATCH.with(|scratch| {
             let scratch = &mut *scratch.borrow_mut();
             #[cfg(target_arch = "x86_64")]
-            if d == TILE_KEYS
+            if d == TILE_HEAD_DIM
                 && let Some(simd) = pulp::x86::V4::try_new()
             {
                 let job = Job {
@@ -236,9 +238,13 @@ mod avx512 {
         }
     }
 
+    /// Two registers: a head's row of V, or one dimension of a tile's keys (`TILE_KEYS` is the
+    /// head size too).
     #[inline(always)]
     fn load(x: &[f32]) -> [f32x16; 2] {
-        let x: &[f32; 32] = x[..32].try_into().unwrap_or(&[0.0; 32]);
+        let x: &[f32; TILE_HEAD_DIM] = x[..TILE_HEAD_DIM]
+            .try_into()
+            .unwrap_or(&[0.0; TILE_HEAD_DIM]);
         pulp::cast(*x)
     }
 
@@ -251,11 +257,11 @@ mod avx512 {
         padded: usize,
         block: &mut [f32],
     ) {
-        let q: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| &q[r][..32]);
+        let q: [&[f32]; TILE_ROWS] = std::array::from_fn(|r| &q[r][..TILE_HEAD_DIM]);
         let zero = simd.splat_f32x16(0.0);
         for j in (0..padded).step_by(TILE_KEYS) {
             let mut acc = [[zero; 2]; TILE_ROWS];
-            for (c, dim) in keys.chunks_exact(padded).take(32).enumerate() {
+            for (c, dim) in keys.chunks_exact(padded).take(TILE_HEAD_DIM).enumerate() {
                 let k = load(&dim[j..]);
                 for (acc, q) in acc.iter_mut().zip(&q) {
                     let a = simd.splat_f32x16(q[c]);
@@ -265,7 +271,7 @@ mod avx512 {
                 }
             }
             for (acc, row) in acc.iter().zip(block.chunks_exact_mut(padded)) {
-                let acc: [f32; 32] = pulp::cast(*acc);
+                let acc: [f32; TILE_KEYS] = pulp::cast(*acc);
                 row[j..j + TILE_KEYS].copy_from_slice(&acc);
             }
         }
@@ -290,7 +296,7 @@ mod avx512 {
             }
         }
         for (acc, dst) in acc.iter().zip(out) {
-            let acc: [f32; 32] = pulp::cast(*acc);
+            let acc: [f32; TILE_HEAD_DIM] = pulp::cast(*acc);
             dst.copy_from_slice(&acc);
         }
     }
@@ -364,11 +370,11 @@ mod tests {
     fn matches_per_sequence_reference() -> Result<()> {
         let dev = Device::Cpu;
         // Head size 32 takes the AVX-512 tiles where the CPU has them, 24 the portable kernel.
-        // Lengths around the 12-row and 32-key tiles, including a single token; the long ones take
+        // Lengths around the 8-row and 32-key tiles, including a single token; the long ones take
         // the parallel path.
         for d in [32, 24] {
             let heads = 3;
-            for lens in [vec![1usize, 5, 12, 13, 33, 38], vec![3, 140, 90]] {
+            for lens in [vec![1usize, 5, 8, 9, 12, 13, 33, 38], vec![3, 140, 90]] {
                 let tokens: usize = lens.iter().sum();
                 let qkv = Tensor::randn(0f32, 1.0, (tokens, 3 * heads * d), &dev)?;
                 let mut spans = Vec::new();
