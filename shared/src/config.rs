@@ -190,7 +190,7 @@ impl EmbedEngine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EmbedWeights {
     /// Half precision: a short text's pass reads half the bytes; vectors stay within cosine
-    /// 0.9999997 of the reference (docs/PERFORMANCE.md).
+    /// 0.9999996 of the reference on every fixture row (docs/PERFORMANCE.md).
     #[default]
     F16,
     /// Single precision, as the checkpoint stores them.
