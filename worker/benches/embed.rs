@@ -70,9 +70,9 @@ struct Variant {
     weights: EmbedWeights,
 }
 
-/// Stock first (the baseline), then Fuze as the worker runs it (f16 weights), then Fuze with f32
-/// weights to show what half precision adds.
-const VARIANTS: [Variant; 3] = [
+/// Stock first (the baseline), then Fuze as the worker runs it (`auto`: bf16 weights on CPUs with
+/// AVX512-BF16, else f16), then Fuze with f16 and with f32 weights to show what each format adds.
+const VARIANTS: [Variant; 4] = [
     Variant {
         label: "stock",
         engine: EmbedEngine::Stock,
@@ -80,6 +80,11 @@ const VARIANTS: [Variant; 3] = [
     },
     Variant {
         label: "fuze",
+        engine: EmbedEngine::Fuze,
+        weights: EmbedWeights::Auto,
+    },
+    Variant {
+        label: "fuze-f16",
         engine: EmbedEngine::Fuze,
         weights: EmbedWeights::F16,
     },
@@ -237,8 +242,9 @@ fn run_child(variant: Variant, plan: &Plan) -> Result<()> {
     let model = EmbeddingModel::load(&cfg)?;
     let loaded_rss = status_mib("VmRSS").unwrap_or(f64::NAN);
     println!(
-        "  engine {}: loaded in {:.2} s, RSS after load {loaded_rss:.0} MiB",
+        "  engine {} ({} weights): loaded in {:.2} s, RSS after load {loaded_rss:.0} MiB",
         variant.label,
+        fuze_worker::embed::resolve_weights(variant.weights).name(),
         load.elapsed().as_secs_f64()
     );
     let short = Corpus::load(&model, "short", "short.jsonl", plan.short.texts)?;
@@ -323,8 +329,8 @@ fn run_parent(plan: &Plan, quick: bool) -> Result<()> {
         plan.runs
     );
     println!(
-        "  {:<28} {:>10} {:>10} {:>10} {:>11}",
-        "measure", "stock", "fuze", "fuze-f32", "fuze/stock"
+        "  {:<28} {:>10} {:>10} {:>10} {:>10} {:>11}",
+        "measure", "stock", "fuze", "fuze-f16", "fuze-f32", "fuze/stock"
     );
     let keys: Vec<String> = results
         .keys()
@@ -338,14 +344,17 @@ fn run_parent(plan: &Plan, quick: bool) -> Result<()> {
                 .get_mut(&(key.clone(), label))
                 .map_or(f64::NAN, |v| median(v))
         };
-        let (stock, fuze, fuze_f32) = (get("stock"), get("fuze"), get("fuze-f32"));
+        let (stock, fuze) = (get("stock"), get("fuze"));
+        let (fuze_f16, fuze_f32) = (get("fuze-f16"), get("fuze-f32"));
         // For times and memory lower is better, so the speed-up is stock / fuze.
         let ratio = if key.starts_with("latency") || key.starts_with("rss") {
             stock / fuze
         } else {
             fuze / stock
         };
-        println!("  {key:<28} {stock:>10.1} {fuze:>10.1} {fuze_f32:>10.1} {ratio:>10.2}x");
+        println!(
+            "  {key:<28} {stock:>10.1} {fuze:>10.1} {fuze_f16:>10.1} {fuze_f32:>10.1} {ratio:>10.2}x"
+        );
     }
     Ok(())
 }

@@ -82,7 +82,7 @@ fn main() -> Result<()> {
     }
     let dev = Device::Cpu;
     let mut candle = Vec::new();
-    let (mut f32s, mut f16s) = (Vec::new(), Vec::new());
+    let (mut f32s, mut f16s, mut bf16s) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..LAYERS {
         for (inputs, outputs) in SHAPES {
             // [out][in] as checkpoints store it; candle multiplies by its [in][out] transpose.
@@ -103,6 +103,13 @@ fn main() -> Result<()> {
                 inputs,
                 EmbedWeights::F16,
             )?);
+            bf16s.push(Dense::new(
+                &flat,
+                &bias,
+                outputs,
+                inputs,
+                EmbedWeights::Bf16,
+            )?);
             candle.push(w.t()?.contiguous()?);
         }
     }
@@ -114,8 +121,14 @@ fn main() -> Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "{:>6} {:>18} {:>18} {:>18} {:>12}",
-        "tokens", "candle matmul", "fuze f32", "fuze f16", "f16 speed-up"
+        "{:>6} {:>18} {:>18} {:>18} {:>18} {:>12} {:>12}",
+        "tokens",
+        "candle matmul",
+        "fuze f32",
+        "fuze f16",
+        "fuze bf16",
+        "f16 speed-up",
+        "bf16 speed-up"
     );
     for tokens in TOKENS {
         let inputs: Vec<Tensor> = SHAPES
@@ -150,15 +163,17 @@ fn main() -> Result<()> {
                 budget,
             )
         };
-        let (f32_ms, f16_ms) = (fuze(&f32s)?, fuze(&f16s)?);
+        let (f32_ms, f16_ms, bf16_ms) = (fuze(&f32s)?, fuze(&f16s)?, fuze(&bf16s)?);
         let rate = |ms: f64| (fmas_per_token * tokens) as f64 / ms / 1e6;
         let cell = |ms: f64| format!("{ms:8.3} ({:5.0})", rate(ms));
         println!(
-            "{tokens:>6} {:>18} {:>18} {:>18} {:>11.2}x",
+            "{tokens:>6} {:>18} {:>18} {:>18} {:>18} {:>11.2}x {:>11.2}x",
             cell(gemm),
             cell(f32_ms),
             cell(f16_ms),
-            gemm / f16_ms
+            cell(bf16_ms),
+            gemm / f16_ms,
+            gemm / bf16_ms
         );
     }
     attention(max, budget)

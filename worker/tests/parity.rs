@@ -207,6 +207,23 @@ fn f32_weights_match_reference_too() -> Result<()> {
 }
 
 #[test]
+fn bf16_weights_match_reference_too() -> Result<()> {
+    // bf16 operands keep 8 bits of mantissa: the format with the least margin.
+    let model = EmbeddingModel::load(&EmbedderConfig {
+        weights: EmbedWeights::Bf16,
+        ..config()?
+    })?;
+    let rows = read_fixture()?;
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    check(
+        "bf16 weights",
+        &rows.iter().collect::<Vec<_>>(),
+        &model.embed(&texts)?,
+    )?;
+    Ok(())
+}
+
+#[test]
 fn small_batches_match_reference() -> Result<()> {
     // Tight limits force many passes with different padded widths.
     let model = EmbeddingModel::load(&EmbedderConfig {

@@ -11,6 +11,7 @@ use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::engine::FuzeBert;
+pub use super::engine::dense::resolve as resolve_weights;
 use super::observer::{EmbedObserver, NoopObserver};
 use super::plan::{cut_batches, cut_packed_batches, order_by_length, restore_order};
 use super::pooling::mean_pool_normalize;
@@ -92,6 +93,7 @@ impl EmbeddingModel {
             dimensions = config.hidden_size,
             max_tokens = cfg.max_tokens,
             engine = cfg.engine.name(),
+            weights = resolve_weights(cfg.weights).name(),
             "embedding model loaded"
         );
         Ok(Self {

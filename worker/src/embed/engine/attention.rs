@@ -271,8 +271,7 @@ mod avx512 {
                 }
             }
             for (acc, row) in acc.iter().zip(block.chunks_exact_mut(padded)) {
-                let acc: [f32; TILE_KEYS] = pulp::cast(*acc);
-                row[j..j + TILE_KEYS].copy_from_slice(&acc);
+                store(&mut row[j..j + TILE_KEYS], *acc);
             }
         }
     }
@@ -296,8 +295,16 @@ mod avx512 {
             }
         }
         for (acc, dst) in acc.iter().zip(out) {
-            let acc: [f32; TILE_HEAD_DIM] = pulp::cast(*acc);
-            dst.copy_from_slice(&acc);
+            store(dst, *acc);
+        }
+    }
+
+    /// Two registers into `dst` (32 values): as two vector stores, where `copy_from_slice` of
+    /// a slice would call `memmove` (once per tile row, 6 % of a document's time).
+    #[inline(always)]
+    fn store(dst: &mut [f32], x: [f32x16; 2]) {
+        if let Ok(dst) = <&mut [f32; 32]>::try_from(dst) {
+            *dst = pulp::cast(x);
         }
     }
 }

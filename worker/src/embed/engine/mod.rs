@@ -2,6 +2,7 @@
 //!
 //! - [`pack`]: a batch's tokens back to back, no padding.
 //! - [`dense`]: the dense layers' kernel, on weights packed (f16 by default) at load time.
+//! - [`bf16`]: bfloat16 operands and the AVX512-BF16 inner loop, for `FUZE_EMBED_WEIGHTS=bf16`.
 //! - [`layer`]: one encoder layer; fused QKV projection, dense layers on the packed matrix.
 //! - [`attention`]: per-sequence attention read straight from the fused QKV matrix.
 //! - [`ops`]: residual + LayerNorm over the rows.
@@ -10,11 +11,14 @@
 //! candle only reads the checkpoint; the pass runs on plain buffers.
 
 pub(super) mod attention;
+mod bf16;
 pub(super) mod dense;
 mod layer;
 mod ops;
 mod pack;
 mod vector;
+
+use std::sync::Mutex;
 
 use anyhow::{Result, bail, ensure};
 use candle_nn::VarBuilder;
@@ -34,6 +38,8 @@ pub(crate) struct FuzeBert {
     embed_norm: NormParams,
     layers: Vec<EncoderLayer>,
     hidden: usize,
+    /// Activation buffers kept between passes; a second concurrent pass allocates its own.
+    buffers: Mutex<Buffers>,
 }
 
 impl FuzeBert {
@@ -104,6 +110,7 @@ impl FuzeBert {
             embed_norm,
             layers,
             hidden,
+            buffers: Mutex::default(),
         })
     }
 
@@ -125,9 +132,15 @@ impl FuzeBert {
         }
         ops::add_norm(&mut x, &pos, &self.embed_norm);
         if let Some(first) = self.layers.first() {
-            let mut buffers = Buffers::new(tokens, first);
+            let mut own = Buffers::default();
+            let mut kept = self.buffers.try_lock();
+            let buffers = match kept.as_deref_mut() {
+                Ok(kept) => kept,
+                Err(_) => &mut own,
+            };
+            buffers.fit(tokens, first);
             for layer in &self.layers {
-                layer.forward(&mut x, &packed.spans, &mut buffers);
+                layer.forward(&mut x, &packed.spans, buffers);
             }
         }
         Ok(x)
@@ -277,15 +290,15 @@ mod tests {
             .collect();
         let refs: Vec<&[u32]> = texts.iter().map(Vec::as_slice).collect();
         let want = padded_reference(&stock, &refs)?;
-        for weights in [EmbedWeights::F32, EmbedWeights::F16] {
+        for weights in [EmbedWeights::F32, EmbedWeights::F16, EmbedWeights::Bf16] {
             let fuze = FuzeBert::load(vb.clone(), &config, weights)?;
             let got = fuze.embed(&refs)?;
             assert_eq!(got.len(), want.len());
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                // f32 weights compute the same numbers; f16 ones round each weight.
+                // f32 weights compute the same numbers; f16 and bf16 round the operands.
                 let (diff, bound) = match weights {
                     EmbedWeights::F32 => (f64::from(max_abs_diff(g, w)), 1e-5),
-                    EmbedWeights::F16 => {
+                    _ => {
                         let dot: f32 = g.iter().zip(w).map(|(a, b)| a * b).sum();
                         (1.0 - f64::from(dot), 1e-4)
                     }
