@@ -1,8 +1,9 @@
 //! The Fuze engine's kernels on MiniLM's shapes:
 //! - the dense layers of one pass (6 layers x QKV, attention output, up, down projections), timed
 //!   for candle's matmul (gemm, what the stock path and Fuze's earlier engine used) against Fuze's
-//!   kernel with f32 and f16 weights, for batches of 1 to 2,048 tokens. Random weights of the real
-//!   shapes, each layer its own, so a pass streams all 42 MB of f32 weights as the model does;
+//!   kernel with f32, f16 and bf16 weights, for batches of 1 to 2,048 tokens. Random weights of
+//!   the real shapes, each layer its own, so a pass streams all 42 MB of f32 weights as the model
+//!   does;
 //! - attention (12 heads of 32) over packed batches of equal-length texts.
 //!
 //! `cargo bench -p fuze-worker --bench kernels` (`FUZE_BENCH_QUICK=1`: fewer repetitions;
