@@ -142,20 +142,28 @@ fn whole_fixture_in_one_call_matches_reference() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn stock_engine_matches_reference() -> Result<()> {
-    let model = EmbeddingModel::load(&EmbedderConfig {
-        engine: EmbedEngine::Stock,
-        ..config()?
-    })?;
+/// The whole fixture in one call through a model loaded with `cfg`, checked row by row.
+fn whole_fixture_matches(label: &str, cfg: EmbedderConfig) -> Result<()> {
+    let model = EmbeddingModel::load(&cfg)?;
     let rows = read_fixture()?;
     let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
     check(
-        "stock",
+        label,
         &rows.iter().collect::<Vec<_>>(),
         &model.embed(&texts)?,
     )?;
     Ok(())
+}
+
+#[test]
+fn stock_engine_matches_reference() -> Result<()> {
+    whole_fixture_matches(
+        "stock",
+        EmbedderConfig {
+            engine: EmbedEngine::Stock,
+            ..config()?
+        },
+    )
 }
 
 #[test]
@@ -192,53 +200,50 @@ fn packed_engine_equals_padded_stock_engine_on_mixed_lengths() -> Result<()> {
 
 #[test]
 fn f32_weights_match_reference_too() -> Result<()> {
-    let model = EmbeddingModel::load(&EmbedderConfig {
-        weights: EmbedWeights::F32,
-        ..config()?
-    })?;
-    let rows = read_fixture()?;
-    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-    check(
+    whole_fixture_matches(
         "f32 weights",
-        &rows.iter().collect::<Vec<_>>(),
-        &model.embed(&texts)?,
-    )?;
-    Ok(())
+        EmbedderConfig {
+            weights: EmbedWeights::F32,
+            ..config()?
+        },
+    )
+}
+
+#[test]
+fn f16_weights_match_reference_too() -> Result<()> {
+    // The default elsewhere; where the CPU has AVX512-BF16 the tests above run bf16.
+    whole_fixture_matches(
+        "f16 weights",
+        EmbedderConfig {
+            weights: EmbedWeights::F16,
+            ..config()?
+        },
+    )
 }
 
 #[test]
 fn bf16_weights_match_reference_too() -> Result<()> {
     // bf16 operands keep 8 bits of mantissa: the format with the least margin.
-    let model = EmbeddingModel::load(&EmbedderConfig {
-        weights: EmbedWeights::Bf16,
-        ..config()?
-    })?;
-    let rows = read_fixture()?;
-    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-    check(
+    whole_fixture_matches(
         "bf16 weights",
-        &rows.iter().collect::<Vec<_>>(),
-        &model.embed(&texts)?,
-    )?;
-    Ok(())
+        EmbedderConfig {
+            weights: EmbedWeights::Bf16,
+            ..config()?
+        },
+    )
 }
 
 #[test]
 fn small_batches_match_reference() -> Result<()> {
     // Tight limits force many passes with different padded widths.
-    let model = EmbeddingModel::load(&EmbedderConfig {
-        max_batch_texts: 3,
-        batch_token_budget: 600,
-        ..config()?
-    })?;
-    let rows = read_fixture()?;
-    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
-    check(
+    whole_fixture_matches(
         "small batches",
-        &rows.iter().collect::<Vec<_>>(),
-        &model.embed(&texts)?,
-    )?;
-    Ok(())
+        EmbedderConfig {
+            max_batch_texts: 3,
+            batch_token_budget: 600,
+            ..config()?
+        },
+    )
 }
 
 #[test]

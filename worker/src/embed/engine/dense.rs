@@ -145,6 +145,18 @@ impl Dense {
     /// `out[r] = act(x[r] · W + b)` for every row of `x` (`[rows][inputs]`) into `out`
     /// (`[rows][outputs]`), on the rayon pool.
     pub fn forward(&self, x: &[f32], out: &mut [f32], act: Activation) {
+        self.forward_staged(x, &mut Vec::new(), out, act);
+    }
+
+    /// [`Dense::forward`] with a caller's buffer for the bf16-rounded inputs (bf16 weights only),
+    /// so a pass does not allocate one per layer.
+    pub fn forward_staged(
+        &self,
+        x: &[f32],
+        staged: &mut Vec<u32>,
+        out: &mut [f32],
+        act: Activation,
+    ) {
         let rows = x.len() / self.inputs;
         assert!(
             x.len() == rows * self.inputs && out.len() == rows * self.outputs,
@@ -158,18 +170,18 @@ impl Dense {
             return;
         }
         // bf16 weights multiply bf16 inputs: round this layer's input rows once, not per task.
-        let x_pairs = match self.panels {
+        let x_pairs: &[u32] = match self.panels {
             Panels::Bf16(_) => {
-                let mut staged = vec![0u32; rows * self.inputs.div_ceil(2)];
-                bf16::pair_rows(x, self.inputs, &mut staged);
-                staged
+                let len = rows * self.inputs.div_ceil(2);
+                if staged.len() < len {
+                    staged.resize(len, 0);
+                }
+                bf16::pair_rows(x, self.inputs, &mut staged[..len]);
+                &staged[..len]
             }
-            _ => Vec::new(),
+            _ => &[],
         };
-        let inputs = Inputs {
-            x,
-            x_pairs: &x_pairs,
-        };
+        let inputs = Inputs { x, x_pairs };
         let tasks = self.split(rows, out);
         if tasks.len() == 1 {
             tasks
@@ -274,7 +286,7 @@ struct Inputs<'a> {
 struct Job<'a, W: Weight> {
     dense: &'a Dense,
     weights: &'a [W],
-    /// `[rows][W::per_row(inputs)]`.
+    /// `[rows][W::row_len(inputs)]`.
     x: &'a [W::Input],
     task: Task<'a>,
     act: Activation,
@@ -312,16 +324,27 @@ trait Weight: bytemuck::Pod + Send + Sync {
     fn accumulate(row: &[Self::Input], panel: &[[Self; PANEL]], acc: &mut [f32; PANEL]);
 }
 
+/// `acc += row · panel` for f32 rows and weights that `widen` turns into f32.
+#[inline(always)]
+fn accumulate_widened<W: Copy>(
+    row: &[f32],
+    panel: &[[W; PANEL]],
+    acc: &mut [f32; PANEL],
+    widen: impl Fn(W) -> f32,
+) {
+    for (a, w) in row.iter().zip(panel) {
+        for (acc, w) in acc.iter_mut().zip(w) {
+            *acc = a.mul_add(widen(*w), *acc);
+        }
+    }
+}
+
 impl Weight for f32 {
     type Input = f32;
 
     #[inline(always)]
     fn accumulate(row: &[f32], panel: &[[f32; PANEL]], acc: &mut [f32; PANEL]) {
-        for (a, w) in row.iter().zip(panel) {
-            for (acc, w) in acc.iter_mut().zip(w) {
-                *acc = a.mul_add(*w, *acc);
-            }
-        }
+        accumulate_widened(row, panel, acc, |w| w);
     }
 }
 
@@ -331,11 +354,7 @@ impl Weight for u16 {
 
     #[inline(always)]
     fn accumulate(row: &[f32], panel: &[[u16; PANEL]], acc: &mut [f32; PANEL]) {
-        for (a, w) in row.iter().zip(panel) {
-            for (acc, w) in acc.iter_mut().zip(w) {
-                *acc = a.mul_add(f16::from_bits(*w).to_f32(), *acc);
-            }
-        }
+        accumulate_widened(row, panel, acc, |w| f16::from_bits(w).to_f32());
     }
 }
 

@@ -25,8 +25,8 @@ pub(crate) struct EncoderLayer {
 }
 
 /// The activations of a pass, reused by every layer and, kept by the caller, by later passes:
-/// a 2,048-token pass needs 28 MB, and allocating them anew cost a page fault per 4 kB (about 4 %
-/// of a document's time). They only grow, to the largest pass seen.
+/// a 2,048-token pass needs 28 MB, which allocated anew would page-fault in again every pass.
+/// They only grow, to the largest pass seen.
 #[derive(Default)]
 pub(crate) struct Buffers {
     tokens: usize,
@@ -34,6 +34,8 @@ pub(crate) struct Buffers {
     ctx: Vec<f32>,
     attended: Vec<f32>,
     up: Vec<f32>,
+    /// A dense layer's inputs rounded to bf16 pairs (bf16 weights only; sized by the layer).
+    staged: Vec<u32>,
 }
 
 impl Buffers {
@@ -128,12 +130,17 @@ impl EncoderLayer {
         let ctx = &mut buf.ctx[..tokens * hidden];
         let attended = &mut buf.attended[..tokens * hidden];
         let up = &mut buf.up[..tokens * self.up.outputs()];
-        self.qkv.forward(x, qkv, Activation::Identity);
+        let staged = &mut buf.staged;
+        self.qkv
+            .forward_staged(x, staged, qkv, Activation::Identity);
         attend(qkv, spans, self.heads, self.head_dim, ctx);
-        self.attn_out.forward(ctx, attended, Activation::Identity);
+        self.attn_out
+            .forward_staged(ctx, staged, attended, Activation::Identity);
         add_norm(attended, x, &self.attn_norm);
-        self.up.forward(attended, up, Activation::Gelu);
-        self.down.forward(up, x, Activation::Identity);
+        self.up
+            .forward_staged(attended, staged, up, Activation::Gelu);
+        self.down
+            .forward_staged(up, staged, x, Activation::Identity);
         add_norm(x, attended, &self.out_norm);
     }
 }

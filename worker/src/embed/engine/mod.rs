@@ -1,7 +1,8 @@
 //! The Fuze BERT encoder: the same model as candle's `BertModel`, computed on packed batches.
 //!
 //! - [`pack`]: a batch's tokens back to back, no padding.
-//! - [`dense`]: the dense layers' kernel, on weights packed at load time (bf16 where the CPU has AVX512-BF16, else f16, by default).
+//! - [`dense`]: the dense layers' kernel, on weights packed at load time (by default bf16 where
+//!   the CPU has AVX512-BF16, else f16).
 //! - [`bf16`]: bfloat16 operands and the AVX512-BF16 inner loop, for `FUZE_EMBED_WEIGHTS=bf16`.
 //! - [`layer`]: one encoder layer; fused QKV projection, dense layers on the packed matrix.
 //! - [`attention`]: per-sequence attention read straight from the fused QKV matrix.
