@@ -155,8 +155,11 @@ pub struct EmbedderConfig {
 /// The BERT forward pass the worker runs; both give the same vectors up to float rounding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EmbedEngine {
-    /// Fuze's own pass: packed batches without padding, fused projections, SIMD row kernels.
+    /// Fuze's pass where the CPU has AVX-512 (its kernels' instruction set), candle's
+    /// elsewhere: the worker decides when it loads the model.
     #[default]
+    Auto,
+    /// Fuze's own pass: packed batches without padding, fused projections, SIMD row kernels.
     Fuze,
     /// candle-transformers' `BertModel` on padded batches, kept for comparison.
     Stock,
@@ -167,10 +170,11 @@ impl FromStr for EmbedEngine {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
             "fuze" => Ok(Self::Fuze),
             "stock" => Ok(Self::Stock),
             other => Err(format!(
-                "unknown embedding engine {other:?} (expected fuze or stock)"
+                "unknown embedding engine {other:?} (expected auto, fuze or stock)"
             )),
         }
     }
@@ -180,6 +184,7 @@ impl EmbedEngine {
     /// The name `FUZE_EMBED_ENGINE` accepts.
     pub fn name(self) -> &'static str {
         match self {
+            Self::Auto => "auto",
             Self::Fuze => "fuze",
             Self::Stock => "stock",
         }
@@ -490,13 +495,14 @@ mod tests {
         assert_eq!(cfg.scraper.max_redirects, 5);
         assert!(!cfg.scraper.allow_loopback);
         assert_eq!(cfg.embed.max_tokens, 256);
-        assert_eq!(cfg.embed.engine, EmbedEngine::Fuze);
+        assert_eq!(cfg.embed.engine, EmbedEngine::Auto);
         assert_eq!(cfg.api.admin_token, None);
     }
 
     #[test]
     fn embed_engine_is_chosen_by_name() {
         for (raw, want) in [
+            ("auto", EmbedEngine::Auto),
             ("fuze", EmbedEngine::Fuze),
             ("stock", EmbedEngine::Stock),
             (" Stock ", EmbedEngine::Stock),

@@ -15,7 +15,7 @@ mod pooling;
 
 pub use fuze_shared::config::{EmbedEngine, EmbedWeights, EmbedderConfig};
 pub use handle::Embedder;
-pub use model::{EmbeddingModel, resolve_weights};
+pub use model::{EmbeddingModel, resolve_engine, resolve_weights};
 pub use observer::{EmbedObserver, NoopObserver};
 
 /// The engine's kernels, public for `benches/kernels.rs` only.

@@ -12,6 +12,16 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 
 use super::engine::FuzeBert;
 pub use super::engine::dense::resolve as resolve_weights;
+
+/// The engine `Auto` stands for on this CPU: Fuze's where its tiled kernels run (AVX-512),
+/// candle's `BertModel` elsewhere.
+pub fn resolve_engine(engine: EmbedEngine) -> EmbedEngine {
+    match engine {
+        EmbedEngine::Auto if super::engine::dense::tiled_kernels_available() => EmbedEngine::Fuze,
+        EmbedEngine::Auto => EmbedEngine::Stock,
+        other => other,
+    }
+}
 use super::observer::{EmbedObserver, NoopObserver};
 use super::plan::{cut_batches, cut_packed_batches, order_by_length, restore_order};
 use super::pooling::mean_pool_normalize;
@@ -79,8 +89,11 @@ impl EmbeddingModel {
         #[allow(unsafe_code)]
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)? };
-        let encoder = match cfg.engine {
-            EmbedEngine::Fuze => FuzeBert::load(vb, &config, cfg.weights).map(Encoder::Fuze),
+        let engine = resolve_engine(cfg.engine);
+        let encoder = match engine {
+            EmbedEngine::Fuze | EmbedEngine::Auto => {
+                FuzeBert::load(vb, &config, cfg.weights).map(Encoder::Fuze)
+            }
             EmbedEngine::Stock => BertModel::load(vb, &config)
                 .map(Encoder::Stock)
                 .map_err(anyhow::Error::from),
@@ -92,7 +105,7 @@ impl EmbeddingModel {
             model_id,
             dimensions = config.hidden_size,
             max_tokens = cfg.max_tokens,
-            engine = cfg.engine.name(),
+            engine = engine.name(),
             weights = resolve_weights(cfg.weights).name(),
             "embedding model loaded"
         );

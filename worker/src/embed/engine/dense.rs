@@ -60,6 +60,13 @@ pub fn resolve(weights: EmbedWeights) -> EmbedWeights {
     }
 }
 
+/// Whether this CPU runs the register-tiled kernels (AVX-512). Elsewhere the portable kernel
+/// runs, one row at a time, which was 7-13x slower than candle's matmul on an AVX2 machine
+/// (docs/PERFORMANCE.md).
+pub fn tiled_kernels_available() -> bool {
+    matches!(Isa::detect(), Isa::V4(_))
+}
+
 /// A dense layer's weights and bias, packed for [`Dense::forward`].
 pub struct Dense {
     inputs: usize,
