@@ -12,8 +12,9 @@ for db in $(psql "$admin_url" -Atqc "select datname from pg_database where datna
   psql "$admin_url" -qc "drop database if exists \"$db\" with (force)" >/dev/null
 done
 redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}" --scan --pattern 'fuzetest:*' | xargs -r -n 500 redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}" del >/dev/null
-# The end-to-end tests start the real fuze-api and fuze-worker binaries.
-cargo build --bins
+# The end-to-end tests start the real fuze-worker binary: cargo test builds it (the worker crate
+# has integration tests), with the same features as the tests. A separate `cargo build --bins`
+# would build most of the workspace a second time (without the dev-only tokio features).
 log=$(mktemp)
 status=0
 cargo test --workspace --lib --bins --tests --no-fail-fast -- --test-threads="${FUZE_TEST_THREADS:-4}" 2>&1 \
