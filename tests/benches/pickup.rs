@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use fuze_shared::jobs::{QueueName, ScrapeJob, queue::new_task_id, records};
+use fuze_shared::jobs::{QueueName, StageJob, queue::new_task_id, records};
 use fuze_tests::{PageServer, TestApi, TestEnv, WorkerProcess};
 
 const ROUNDS: usize = 200;
@@ -110,7 +110,7 @@ async fn main() {
         )
         .await
         .expect("job record");
-        let payload = ScrapeJob {
+        let payload = StageJob {
             job_id: job_id.clone(),
             user_id,
             bookmark_id,

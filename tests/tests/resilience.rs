@@ -9,7 +9,7 @@ use fuze_shared::{
     bookmarks,
     domain::{BookmarkUrl, JobKind, JobState},
     jobs::{
-        JobQueues, QueueName, RawPayload, ScrapeJob,
+        JobQueues, QueueName, RawPayload, StageJob,
         queue::new_task_id,
         records::{self, NewJob},
     },
@@ -591,7 +591,7 @@ async fn idle_worker_picks_up_without_a_wakeup_message() {
 
         // Idle for 2 s, then push straight into apalis: no pub/sub wake-up is published.
         tokio::time::sleep_until((idle_since + Duration::from_secs(2)).into()).await;
-        let payload = ScrapeJob {
+        let payload = StageJob {
             job_id: job_id.clone(),
             user_id,
             bookmark_id: bookmark.id,

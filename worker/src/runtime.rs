@@ -3,15 +3,12 @@
 
 use std::{sync::Arc, time::Instant};
 
-use apalis::prelude::{BackendExt, Monitor, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::Monitor;
 use fuze_shared::{
     cache::{L1Config, LayeredCache},
     config::Config,
     db,
-    jobs::{
-        JobQueues, QueueName,
-        wake::{WakeHub, WakeOrInterval},
-    },
+    jobs::{JobQueues, QueueName, wake::WakeHub},
     keys::Keys,
     metrics::Metrics,
     redis_conn,
@@ -82,56 +79,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(heartbeat(metrics.export_worker_heartbeat()?));
     tracing::info!(metrics_port, "worker ready");
 
-    // Unique per process and per restart: apalis refuses a name whose heartbeat is still fresh.
-    let instance = fuze_shared::jobs::queue::new_task_id();
-    let poll = config.worker.poll_interval;
-    let monitor = Monitor::new()
-        .register({
-            let (ctx, queues, hub, instance) = (ctx.clone(), queues.clone(), hub.clone(), instance.clone());
-            move |restarts| {
-                let strategy = WakeOrInterval::new(hub.subscribe(QueueName::Scrape), poll);
-                WorkerBuilder::new(format!("scrape-{instance}-{restarts}"))
-                    .backend(queues.storage(QueueName::Scrape).poll_with_strategy(strategy))
-                    .concurrency(ctx.config.worker.scrape_concurrency.max(1))
-                    .data(ctx.clone())
-                    .build(jobs::scrape::handle)
-            }
-        })
-        .register({
-            let (ctx, queues, hub, instance) = (ctx.clone(), queues.clone(), hub.clone(), instance.clone());
-            move |restarts| {
-                let strategy = WakeOrInterval::new(hub.subscribe(QueueName::Embed), poll);
-                WorkerBuilder::new(format!("embed-{instance}-{restarts}"))
-                    .backend(queues.storage(QueueName::Embed).poll_with_strategy(strategy))
-                    .concurrency(ctx.config.worker.embed_concurrency.max(1))
-                    .data(ctx.clone())
-                    .build(jobs::embed::handle)
-            }
-        })
-        .register({
-            let (ctx, queues, hub) = (ctx.clone(), queues.clone(), hub.clone());
-            let instance = instance.clone();
-            move |restarts| {
-                let strategy = WakeOrInterval::new(hub.subscribe(QueueName::Analyze), poll);
-                WorkerBuilder::new(format!("analyze-{instance}-{restarts}"))
-                    .backend(queues.storage(QueueName::Analyze).poll_with_strategy(strategy))
-                    .concurrency(ctx.config.worker.analyze_concurrency.max(1))
-                    .data(ctx.clone())
-                    .build(jobs::analyze::handle)
-            }
-        })
-        .register({
-            let (ctx, queues, hub) = (ctx.clone(), queues.clone(), hub.clone());
-            let instance = instance.clone();
-            move |restarts| {
-                let strategy = WakeOrInterval::new(hub.subscribe(QueueName::Warm), poll);
-                WorkerBuilder::new(format!("warm-{instance}-{restarts}"))
-                    .backend(queues.storage(QueueName::Warm).poll_with_strategy(strategy))
-                    .concurrency(1)
-                    .data(ctx.clone())
-                    .build(jobs::warm::handle)
-            }
-        })
+    let registration = Arc::new(jobs::Registration {
+        ctx: ctx.clone(),
+        queues: queues.clone(),
+        hub: hub.clone(),
+        instance: fuze_shared::jobs::queue::new_task_id(),
+        poll: config.worker.poll_interval,
+    });
+    let monitor = jobs::register_all(Monitor::new(), &registration)
         .should_restart({
             let metrics = metrics.clone();
             move |worker, error| {

@@ -6,7 +6,7 @@ use fuze_shared::{
     cache::{CacheType, CachedValue},
     domain::{BookmarkUrl, JobKind},
     events::{self, Event},
-    jobs::{QueueName, ScrapeJob, queue::new_task_id, records},
+    jobs::{QueueName, StageJob, queue::new_task_id, records},
     views,
 };
 use serde::{Deserialize, Serialize};
@@ -95,7 +95,7 @@ async fn save(
     .await?;
     tx.commit().await?;
     // Commit first, so the worker always finds the record of the task it receives.
-    let payload = ScrapeJob {
+    let payload = StageJob {
         job_id: job_id.clone(),
         user_id: user.0,
         bookmark_id: bookmark.id,

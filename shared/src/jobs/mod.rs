@@ -11,6 +11,6 @@ pub mod wake;
 pub mod warm;
 
 pub use codec::{PassThroughCodec, RawPayload};
-pub use payload::{AnalyzeJob, EmbedJob, ScrapeJob, WarmJob};
+pub use payload::{StageJob, WarmJob};
 pub use queue::{JobQueues, QueueName, WorkerStorage};
 pub use records::JobRecord;

@@ -3,28 +3,11 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Fetch and extract a saved link. `job_id` is the Fuze job record that tracks it.
+/// One stage of an ingest job (scrape, embed or analyze: the queue says which). `job_id` is the
+/// Fuze job record that tracks all three.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ScrapeJob {
-    pub job_id: String,
-    pub user_id: Uuid,
-    pub bookmark_id: Uuid,
-}
-
-/// Embed a scraped bookmark's title, description and main text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmbedJob {
-    pub job_id: String,
-    pub user_id: Uuid,
-    pub bookmark_id: Uuid,
-}
-
-/// Analyse an embedded bookmark: keywords, reading time, language, quality score and tags.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AnalyzeJob {
+pub struct StageJob {
     pub job_id: String,
     pub user_id: Uuid,
     pub bookmark_id: Uuid,

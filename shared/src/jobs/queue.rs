@@ -112,34 +112,16 @@ impl JobQueues {
         user_id: uuid::Uuid,
         bookmark_id: uuid::Uuid,
     ) -> anyhow::Result<()> {
-        let job_id = job_id.to_owned();
-        match queue {
-            QueueName::Scrape => {
-                let job = super::ScrapeJob {
-                    job_id,
-                    user_id,
-                    bookmark_id,
-                };
-                self.push(queue, task_id, &job, None).await
-            }
-            QueueName::Embed => {
-                let job = super::EmbedJob {
-                    job_id,
-                    user_id,
-                    bookmark_id,
-                };
-                self.push(queue, task_id, &job, None).await
-            }
-            QueueName::Analyze => {
-                let job = super::AnalyzeJob {
-                    job_id,
-                    user_id,
-                    bookmark_id,
-                };
-                self.push(queue, task_id, &job, None).await
-            }
-            QueueName::Warm => anyhow::bail!("warm jobs have no stage to restart"),
-        }
+        anyhow::ensure!(
+            queue != QueueName::Warm,
+            "warm jobs have no stage to restart"
+        );
+        let job = super::StageJob {
+            job_id: job_id.to_owned(),
+            user_id,
+            bookmark_id,
+        };
+        self.push(queue, task_id, &job, None).await
     }
 
     /// Pushes without the wake-up message: workers find it on their next poll. For measurements.

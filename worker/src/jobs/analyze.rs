@@ -1,16 +1,16 @@
 //! AnalyzeJob, the ingest job's last stage: keywords, reading time, language, quality score and
 //! tags of an embedded bookmark; stored, then the job is finished.
 
-use apalis::prelude::{BoxDynError, Data, TaskId};
 use fuze_shared::{
     analysis::{self, NewAnalysis},
-    jobs::{AnalyzeJob, QueueName, RawPayload, records, records::Claimed},
+    config::Config,
+    jobs::{QueueName, StageJob, records},
 };
 
-use super::{Failure, runner};
+use super::{Failure, job::Job};
 use crate::{
     analyze::{self, TagIndex, quality::QualityInputs},
-    context::{JobContext, SharedContext},
+    context::JobContext,
 };
 
 /// Key phrases kept per page.
@@ -19,23 +19,29 @@ const KEYWORDS: usize = 10;
 const MAX_TAGS: usize = 3;
 const MIN_TAG_SIMILARITY: f32 = 0.25;
 
-/// apalis handler for the analyze queue.
-pub async fn handle(
-    payload: RawPayload,
-    task_id: TaskId,
-    ctx: Data<SharedContext>,
-) -> Result<(), BoxDynError> {
-    runner::run(
-        &ctx,
-        QueueName::Analyze,
-        &payload,
-        &task_id,
-        |job, claimed| run(&ctx, job, claimed),
-    )
-    .await
+/// Analyses an embedded bookmark; the job's last stage.
+pub struct Analyze;
+
+impl Job for Analyze {
+    const QUEUE: QueueName = QueueName::Analyze;
+    /// The bookmark is already searchable when its analysis fails.
+    const FAILURE_FAILS_BOOKMARK: bool = false;
+    type Payload = StageJob;
+
+    fn concurrency(config: &Config) -> usize {
+        config.worker.analyze_concurrency
+    }
+
+    fn record(job: &StageJob) -> Option<&StageJob> {
+        Some(job)
+    }
+
+    async fn run(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
+        analyze_bookmark(ctx, job).await
+    }
 }
 
-async fn run(ctx: &JobContext, job: AnalyzeJob, _claimed: Claimed) -> Result<(), Failure> {
+async fn analyze_bookmark(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
     let source = analysis::source(&ctx.db, job.user_id, job.bookmark_id)
         .await?
         .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;

@@ -2,34 +2,38 @@
 //! job to the analyze stage.
 //! Concurrent embed jobs share forward passes: the embedder thread batches what arrives together.
 
-use apalis::prelude::{BoxDynError, Data, TaskId};
 use fuze_shared::query_lane::{decode_vector, encode_vector};
 use fuze_shared::{
     bookmarks,
-    jobs::{AnalyzeJob, EmbedJob, QueueName, RawPayload, records::Claimed},
+    config::Config,
+    jobs::{QueueName, StageJob},
 };
 use redis::AsyncCommands;
 
-use super::{Failure, runner};
-use crate::context::{JobContext, SharedContext};
+use super::{Failure, job::Job, runner};
+use crate::context::JobContext;
 
-/// apalis handler for the embed queue.
-pub async fn handle(
-    payload: RawPayload,
-    task_id: TaskId,
-    ctx: Data<SharedContext>,
-) -> Result<(), BoxDynError> {
-    runner::run(
-        &ctx,
-        QueueName::Embed,
-        &payload,
-        &task_id,
-        |job, claimed| embed(&ctx, job, claimed),
-    )
-    .await
+/// Embeds a scraped bookmark and stores the vector.
+pub struct Embed;
+
+impl Job for Embed {
+    const QUEUE: QueueName = QueueName::Embed;
+    type Payload = StageJob;
+
+    fn concurrency(config: &Config) -> usize {
+        config.worker.embed_concurrency
+    }
+
+    fn record(job: &StageJob) -> Option<&StageJob> {
+        Some(job)
+    }
+
+    async fn run(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
+        embed(ctx, job).await
+    }
 }
 
-async fn embed(ctx: &JobContext, job: EmbedJob, _claimed: Claimed) -> Result<(), Failure> {
+async fn embed(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
     let text = bookmarks::text_to_embed(&ctx.db, job.user_id, job.bookmark_id)
         .await?
         .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
@@ -58,7 +62,7 @@ async fn embed(ctx: &JobContext, job: EmbedJob, _claimed: Claimed) -> Result<(),
     ctx.metrics.save_to_ready.observe(seconds);
     // The analysis follows as the job's last stage.
     ctx.bookmarks_changed(job.user_id).await;
-    let next = AnalyzeJob {
+    let next = StageJob {
         job_id: job.job_id.clone(),
         user_id: job.user_id,
         bookmark_id: job.bookmark_id,

@@ -16,59 +16,25 @@ use futures::FutureExt;
 use fuze_shared::{
     bookmarks,
     jobs::{
-        AnalyzeJob, EmbedJob, QueueName, RawPayload, ScrapeJob,
+        QueueName, RawPayload, StageJob,
         queue::new_task_id,
-        records::{self, Claimed},
+        records,
         retry::{self, RetryDecision},
     },
 };
-use serde::{Serialize, de::DeserializeOwned};
-use uuid::Uuid;
+use serde::Serialize;
 
-use super::Failure;
+use super::{Failure, job::Job};
 use crate::context::JobContext;
 
-/// What the runner needs to know of a payload.
-pub trait JobPayload: Serialize + DeserializeOwned + Send + Sync {
-    fn job_id(&self) -> &str;
-    fn user_id(&self) -> Uuid;
-    fn bookmark_id(&self) -> Uuid;
-}
-
-macro_rules! bookmark_payload {
-    ($t:ty) => {
-        impl JobPayload for $t {
-            fn job_id(&self) -> &str {
-                &self.job_id
-            }
-            fn user_id(&self) -> Uuid {
-                self.user_id
-            }
-            fn bookmark_id(&self) -> Uuid {
-                self.bookmark_id
-            }
-        }
-    };
-}
-bookmark_payload!(ScrapeJob);
-bookmark_payload!(EmbedJob);
-bookmark_payload!(AnalyzeJob);
-
-/// Runs one delivery of a task of `queue` through `stage`.
-pub async fn run<P, F, Fut>(
+/// Runs one delivery of a task of `J`'s queue.
+pub async fn run<J: Job>(
     ctx: &JobContext,
-    queue: QueueName,
     payload: &RawPayload,
     task_id: &TaskId,
-    stage: F,
-) -> Result<(), BoxDynError>
-where
-    P: JobPayload,
-    F: FnOnce(P, Claimed) -> Fut,
-    Fut: Future<Output = Result<(), Failure>>,
-{
-    let q = queue.as_str();
-    let job: P = match serde_json::from_slice(&payload.0) {
+) -> Result<(), BoxDynError> {
+    let q = J::QUEUE.as_str();
+    let job: J::Payload = match serde_json::from_slice(&payload.0) {
         Ok(job) => job,
         Err(e) => {
             // Nothing to retry: the same bytes would fail again. Drop the task, keep the worker.
@@ -77,14 +43,31 @@ where
             return Ok(());
         }
     };
-    let task = task_id.to_string();
+    match J::record(&job).cloned() {
+        Some(stage) => run_recorded::<J>(ctx, job, &stage, &task_id.to_string()).await,
+        None => {
+            run_unrecorded::<J>(ctx, job).await;
+            Ok(())
+        }
+    }
+}
+
+/// A stage of an ingest job: claimed on its record, retried and settled there.
+async fn run_recorded<J: Job>(
+    ctx: &JobContext,
+    job: J::Payload,
+    stage: &StageJob,
+    task: &str,
+) -> Result<(), BoxDynError> {
+    let queue = J::QUEUE;
+    let q = queue.as_str();
     let claimed = {
         let mut conn = ctx.metrics.db.acquire(&ctx.db).await?;
-        let claim = records::claim(&mut *conn, job.job_id(), &task, q);
+        let claim = records::claim(&mut *conn, &stage.job_id, task, q);
         ctx.metrics.db.time("job_claim", claim).await?
     };
     let Some(claimed) = claimed else {
-        not_claimed(ctx, queue, job.job_id(), &task).await;
+        not_claimed(ctx, queue, &stage.job_id, task).await;
         return Ok(());
     };
     let metrics = &ctx.metrics;
@@ -96,30 +79,12 @@ where
     let attempt = u32::try_from(claimed.record.attempts).unwrap_or(u32::MAX);
     // The cap the job was created with, even if the worker's own setting differs.
     let max_attempts = u32::try_from(claimed.record.max_attempts).unwrap_or(1);
-    tracing::info!(queue = q, job = job.job_id(), attempt, "job started");
+    tracing::info!(queue = q, job = stage.job_id, attempt, "job started");
 
-    let started = Instant::now();
-    let timeout = ctx.config.worker.job_timeout;
-    let outcome = tokio::time::timeout(
-        timeout,
-        AssertUnwindSafe(stage(clone_payload(&job)?, claimed)).catch_unwind(),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Ok(Err(Failure::transient(
-            "timeout",
-            format!("stage took longer than {timeout:?}"),
-        )))
-    })
-    .unwrap_or_else(|_| Err(Failure::transient("panic", "the job handler panicked")));
-    metrics
-        .job_duration
-        .with_label_values(&[q])
-        .observe(started.elapsed().as_secs_f64());
-
+    let outcome = run_guarded::<J>(ctx, job).await;
     let outcome_label = match outcome {
         Ok(()) => "succeeded",
-        Err(failure) => settle_failure(ctx, queue, &job, attempt, max_attempts, failure).await?,
+        Err(failure) => settle_failure::<J>(ctx, stage, attempt, max_attempts, failure).await?,
     };
     metrics
         .jobs_finished
@@ -128,8 +93,46 @@ where
     Ok(())
 }
 
-fn clone_payload<P: JobPayload>(job: &P) -> Result<P, BoxDynError> {
-    Ok(serde_json::from_value(serde_json::to_value(job)?)?)
+/// Best-effort work without a record: run once, log and count the outcome, never retried.
+async fn run_unrecorded<J: Job>(ctx: &JobContext, job: J::Payload) {
+    let q = J::QUEUE.as_str();
+    ctx.metrics.jobs_started.with_label_values(&[q]).inc();
+    let outcome = match run_guarded::<J>(ctx, job).await {
+        Ok(()) => "succeeded",
+        Err(failure) => {
+            tracing::warn!(
+                queue = q,
+                code = failure.code(),
+                message = failure.message(),
+                "job failed"
+            );
+            "failed"
+        }
+    };
+    ctx.metrics
+        .jobs_finished
+        .with_label_values(&[q, outcome])
+        .inc();
+}
+
+/// Runs the job within the job timeout, a panic counting as a transient failure.
+async fn run_guarded<J: Job>(ctx: &JobContext, job: J::Payload) -> Result<(), Failure> {
+    let started = Instant::now();
+    let timeout = ctx.config.worker.job_timeout;
+    let outcome = tokio::time::timeout(timeout, AssertUnwindSafe(J::run(ctx, job)).catch_unwind())
+        .await
+        .unwrap_or_else(|_| {
+            Ok(Err(Failure::transient(
+                "timeout",
+                format!("stage took longer than {timeout:?}"),
+            )))
+        })
+        .unwrap_or_else(|_| Err(Failure::transient("panic", "the job handler panicked")));
+    ctx.metrics
+        .job_duration
+        .with_label_values(&[J::QUEUE.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    outcome
 }
 
 /// The task is not the job's current task: a stale duplicate (the reconciler or a retry replaced
@@ -149,14 +152,14 @@ async fn not_claimed(ctx: &JobContext, queue: QueueName, job_id: &str, task: &st
 }
 
 /// Records a failure: permanent ones (and exhausted retries) fail the job; others are rescheduled.
-async fn settle_failure<P: JobPayload>(
+async fn settle_failure<J: Job>(
     ctx: &JobContext,
-    queue: QueueName,
-    job: &P,
+    job: &StageJob,
     attempt: u32,
     max_attempts: u32,
     failure: Failure,
 ) -> Result<&'static str, BoxDynError> {
+    let queue = J::QUEUE;
     let (code, message, retry_in) = match failure {
         Failure::Permanent { code, message } => (code, message, None),
         Failure::Transient { code, message } => {
@@ -172,31 +175,31 @@ async fn settle_failure<P: JobPayload>(
     };
     if let Some(delay) = retry_in {
         schedule_retry(ctx, queue, job, code, &message, delay).await?;
-        tracing::warn!(queue = queue.as_str(), job = job.job_id(), attempt, code, %message, ?delay, "job will retry");
+        tracing::warn!(queue = queue.as_str(), job = job.job_id, attempt, code, %message, ?delay, "job will retry");
         return Ok("retried");
     }
     // One transaction: a poller never sees a failed job with a pending bookmark. An analysis
     // that fails leaves the bookmark as it is: it is already searchable.
     let mut tx = ctx.metrics.db.begin(&ctx.db).await?;
     let failed = async {
-        if queue != QueueName::Analyze {
-            bookmarks::mark_failed(&mut *tx, job.user_id(), job.bookmark_id(), &message).await?;
+        if J::FAILURE_FAILS_BOOKMARK {
+            bookmarks::mark_failed(&mut *tx, job.user_id, job.bookmark_id, &message).await?;
         }
-        records::fail(&mut *tx, job.job_id(), code, &message).await?;
+        records::fail(&mut *tx, &job.job_id, code, &message).await?;
         tx.commit().await
     };
     ctx.metrics.db.time("job_settle", failed).await?;
-    ctx.bookmarks_changed(job.user_id()).await;
-    tracing::warn!(queue = queue.as_str(), job = job.job_id(), attempt, code, %message, "job failed");
+    ctx.bookmarks_changed(job.user_id).await;
+    tracing::warn!(queue = queue.as_str(), job = job.job_id, attempt, code, %message, "job failed");
     Ok("failed")
 }
 
 /// Records the retry, then pushes it (a task never arrives before its record). If the push fails,
 /// the clock's reconciler finds the job without a task and enqueues it again.
-async fn schedule_retry<P: JobPayload>(
+async fn schedule_retry(
     ctx: &JobContext,
     queue: QueueName,
-    job: &P,
+    job: &StageJob,
     code: &str,
     message: &str,
     delay: Duration,
@@ -205,7 +208,7 @@ async fn schedule_retry<P: JobPayload>(
     let run_after = Utc::now() + chrono::Duration::from_std(delay)?;
     let recorded = records::schedule_retry(
         &ctx.db,
-        job.job_id(),
+        &job.job_id,
         queue.as_str(),
         &task,
         code,

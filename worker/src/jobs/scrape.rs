@@ -3,37 +3,38 @@
 
 use std::time::Instant;
 
-use apalis::prelude::{BoxDynError, Data, TaskId};
 use fuze_shared::{
     bookmarks::{self, Scraped},
+    config::Config,
     domain::BookmarkUrl,
-    jobs::{EmbedJob, QueueName, RawPayload, ScrapeJob, records::Claimed},
+    jobs::{QueueName, StageJob},
 };
 use redis::AsyncCommands;
 
-use super::{Failure, runner};
-use crate::{
-    context::{JobContext, SharedContext},
-    scrape::ExtractedPage,
-};
+use super::{Failure, job::Job, runner};
+use crate::{context::JobContext, scrape::ExtractedPage};
 
-/// apalis handler for the scrape queue.
-pub async fn handle(
-    payload: RawPayload,
-    task_id: TaskId,
-    ctx: Data<SharedContext>,
-) -> Result<(), BoxDynError> {
-    runner::run(
-        &ctx,
-        QueueName::Scrape,
-        &payload,
-        &task_id,
-        |job, claimed| scrape(&ctx, job, claimed),
-    )
-    .await
+/// Fetches and extracts a saved page.
+pub struct Scrape;
+
+impl Job for Scrape {
+    const QUEUE: QueueName = QueueName::Scrape;
+    type Payload = StageJob;
+
+    fn concurrency(config: &Config) -> usize {
+        config.worker.scrape_concurrency
+    }
+
+    fn record(job: &StageJob) -> Option<&StageJob> {
+        Some(job)
+    }
+
+    async fn run(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
+        scrape(ctx, job).await
+    }
 }
 
-async fn scrape(ctx: &JobContext, job: ScrapeJob, _claimed: Claimed) -> Result<(), Failure> {
+async fn scrape(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
     let url = bookmarks::url_of(&ctx.db, job.user_id, job.bookmark_id)
         .await?
         .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
@@ -115,8 +116,8 @@ async fn cache_page(ctx: &JobContext, url: &BookmarkUrl, page: &ExtractedPage) {
 }
 
 /// Hands the job to the embed stage (its page is cached by then, so a retry is cheap).
-async fn hand_to_embed(ctx: &JobContext, job: &ScrapeJob) -> Result<(), Failure> {
-    let next = EmbedJob {
+async fn hand_to_embed(ctx: &JobContext, job: &StageJob) -> Result<(), Failure> {
+    let next = StageJob {
         job_id: job.job_id.clone(),
         user_id: job.user_id,
         bookmark_id: job.bookmark_id,

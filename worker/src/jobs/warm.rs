@@ -3,55 +3,44 @@
 //! of the bookmarks on it.
 //!
 //! Best effort: a warm-up that fails is logged and counted, never retried (the cache fills on
-//! demand anyway), so nothing goes back to apalis as an error.
+//! demand anyway).
 
-use apalis::prelude::{BoxDynError, Data, TaskId};
 use fuze_shared::{
     analysis, auth,
     cache::CacheType,
-    jobs::{QueueName, RawPayload, WarmJob},
+    config::Config,
+    jobs::{QueueName, StageJob, WarmJob},
     views,
 };
 use uuid::Uuid;
 
-use crate::context::{JobContext, SharedContext};
+use super::{Failure, job::Job};
+use crate::context::JobContext;
 
-/// apalis handler for the warm queue.
-pub async fn handle(
-    payload: RawPayload,
-    task_id: TaskId,
-    ctx: Data<SharedContext>,
-) -> Result<(), BoxDynError> {
-    let q = QueueName::Warm.as_str();
-    let job: WarmJob = match serde_json::from_slice(&payload.0) {
-        Ok(job) => job,
-        Err(e) => {
-            ctx.metrics.jobs_undecodable.with_label_values(&[q]).inc();
-            tracing::error!(queue = q, task = %task_id, error = %e, "dropping undecodable warm job");
-            return Ok(());
+/// Warms users' read caches; best effort, so it keeps no record and is never retried.
+pub struct Warm;
+
+impl Job for Warm {
+    const QUEUE: QueueName = QueueName::Warm;
+    type Payload = WarmJob;
+
+    fn concurrency(_: &Config) -> usize {
+        1
+    }
+
+    fn record(_: &WarmJob) -> Option<&StageJob> {
+        None
+    }
+
+    async fn run(ctx: &JobContext, job: WarmJob) -> Result<(), Failure> {
+        match warm(ctx, &job).await {
+            Ok(keys) => {
+                tracing::info!(reason = job.reason, user = ?job.user_id, keys, "caches warmed");
+                Ok(())
+            }
+            Err(e) => Err(Failure::transient("warm", format!("{e:#}"))),
         }
-    };
-    ctx.metrics.jobs_started.with_label_values(&[q]).inc();
-    let started = std::time::Instant::now();
-    let outcome = match warm(&ctx, &job).await {
-        Ok(keys) => {
-            tracing::info!(reason = job.reason, user = ?job.user_id, keys, "caches warmed");
-            "succeeded"
-        }
-        Err(e) => {
-            tracing::warn!(reason = job.reason, user = ?job.user_id, error = %format!("{e:#}"), "warm-up failed");
-            "failed"
-        }
-    };
-    ctx.metrics
-        .job_duration
-        .with_label_values(&[q])
-        .observe(started.elapsed().as_secs_f64());
-    ctx.metrics
-        .jobs_finished
-        .with_label_values(&[q, outcome])
-        .inc();
-    Ok(())
+    }
 }
 
 /// Returns how many values were written.

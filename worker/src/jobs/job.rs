@@ -1,0 +1,80 @@
+//! One job type = one [`Job`] impl: its queue, how many run at once, whether it has a record, and
+//! what it does. [`register_all`] is the one list of the job types a worker runs.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use apalis::prelude::{
+    BackendExt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt,
+};
+use fuze_shared::{
+    config::Config,
+    jobs::{
+        JobQueues, QueueName, RawPayload, StageJob,
+        wake::{WakeHub, WakeOrInterval},
+    },
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use super::{Failure, analyze::Analyze, embed::Embed, runner, scrape::Scrape, warm::Warm};
+use crate::context::{JobContext, SharedContext};
+
+pub trait Job: Send + Sync + 'static {
+    /// The queue its payloads travel on.
+    const QUEUE: QueueName;
+    /// Whether a failure that ends the job also marks its bookmark failed. False for a stage
+    /// that runs once the bookmark is already usable.
+    const FAILURE_FAILS_BOOKMARK: bool = true;
+
+    type Payload: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+
+    /// How many of these one worker process runs at once.
+    fn concurrency(config: &Config) -> usize;
+
+    /// The ingest job this payload is a stage of, or `None` for best-effort work that keeps no
+    /// record (claimed, retried and settled by the runner only when it has one).
+    fn record(job: &Self::Payload) -> Option<&StageJob>;
+
+    fn run(
+        ctx: &JobContext,
+        job: Self::Payload,
+    ) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// What registering a job type's apalis worker needs.
+pub struct Registration {
+    pub ctx: SharedContext,
+    pub queues: JobQueues,
+    pub hub: WakeHub,
+    /// Unique per process: apalis refuses a worker name whose heartbeat is still fresh.
+    pub instance: String,
+    pub poll: Duration,
+}
+
+/// Every job type this worker runs, one apalis worker each.
+pub fn register_all(monitor: Monitor, r: &Arc<Registration>) -> Monitor {
+    let monitor = register::<Scrape>(monitor, r);
+    let monitor = register::<Embed>(monitor, r);
+    let monitor = register::<Analyze>(monitor, r);
+    register::<Warm>(monitor, r)
+}
+
+fn register<J: Job>(monitor: Monitor, r: &Arc<Registration>) -> Monitor {
+    let r = r.clone();
+    monitor.register(move |restarts| {
+        let strategy = WakeOrInterval::new(r.hub.subscribe(J::QUEUE), r.poll);
+        WorkerBuilder::new(format!("{}-{}-{restarts}", J::QUEUE.as_str(), r.instance))
+            .backend(r.queues.storage(J::QUEUE).poll_with_strategy(strategy))
+            .concurrency(J::concurrency(&r.ctx.config).max(1))
+            .data(r.ctx.clone())
+            .build(handle::<J>)
+    })
+}
+
+/// The apalis handler of every job type.
+async fn handle<J: Job>(
+    payload: RawPayload,
+    task_id: TaskId,
+    ctx: Data<SharedContext>,
+) -> Result<(), BoxDynError> {
+    runner::run::<J>(&ctx, &payload, &task_id).await
+}
