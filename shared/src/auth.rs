@@ -49,7 +49,7 @@ pub async fn create_user(pool: &PgPool, email: &str) -> Result<(Uuid, String), C
         && email
             .split_once('@')
             .is_some_and(|(local, host)| !local.is_empty() && !host.is_empty())
-        && !email.contains(char::is_whitespace);
+        && !email.contains(|c: char| c.is_whitespace() || c.is_control());
     if !plausible {
         return Err(CreateUserError::InvalidEmail(email));
     }

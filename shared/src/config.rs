@@ -5,7 +5,10 @@ use std::{num::NonZeroU32, path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::{Context, anyhow};
 
-use crate::cache::{CacheConfig, CacheType};
+use crate::{
+    allow_internal::InternalAllowList,
+    cache::{CacheConfig, CacheType},
+};
 
 /// All settings of every Fuze process; each process reads the parts it needs.
 #[derive(Debug, Clone)]
@@ -19,6 +22,8 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub worker: WorkerConfig,
     pub scraper: ScraperConfig,
+    pub politeness: PolitenessConfig,
+    pub quotas: QuotaConfig,
     pub embed: EmbedderConfig,
     pub ttl: TtlConfig,
     /// The layered read cache: per-type TTLs, L1 bounds, L2 compression (the key prefix is
@@ -84,6 +89,25 @@ pub struct JobsConfig {
     pub max_attempts: u32,
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How long the queue's data of a run that failed its job stays in Redis (for inspection);
+    /// every other run's data goes as soon as it ends.
+    pub failed_retention: Duration,
+    /// A job recorded as running for this long is taken back by the reconciler (its worker died
+    /// or lost the database while settling it); well above the job timeout.
+    pub running_stale_after: Duration,
+    /// Share of turns in which bulk work goes first when interactive work waits too (percent;
+    /// 0: bulk runs only when no interactive work waits).
+    pub bulk_share_percent: u32,
+}
+
+impl JobsConfig {
+    /// Every n-th turn goes to bulk first (0: never first).
+    pub fn bulk_every(&self) -> u32 {
+        match self.bulk_share_percent {
+            0 => 0,
+            p => (100 / p.min(100)).max(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -114,10 +138,15 @@ pub struct ScraperConfig {
     pub max_redirects: usize,
     /// Largest body accepted, counted after content decoding (so gzip bombs stop too).
     pub max_body_bytes: usize,
-    /// TEST-ONLY: lets 127.0.0.0/8 and ::1 through the SSRF guard so tests can use a local
-    /// server. Lifts nothing else (not even IPv4-mapped loopback). Never set in production.
-    pub allow_loopback: bool,
+    /// Internal ranges and host names the operator lets the scraper reach (intranet pages, test
+    /// page servers); nothing else opens loopback or private addresses. Empty by default.
+    pub allow_internal: InternalAllowList,
     pub user_agent: String,
+    /// Longest scraped title, description and canonical URL kept (cut at a character boundary):
+    /// they are cached in every page of the user's list.
+    pub max_title_chars: usize,
+    pub max_description_chars: usize,
+    pub max_canonical_chars: usize,
 }
 
 impl Default for ScraperConfig {
@@ -127,9 +156,59 @@ impl Default for ScraperConfig {
             total_timeout: Duration::from_secs(15),
             max_redirects: 5,
             max_body_bytes: 5 * 1024 * 1024,
-            allow_loopback: false,
+            allow_internal: InternalAllowList::default(),
             user_agent: "FuzeBot/0.1 (+bookmark fetcher)".to_owned(),
+            max_title_chars: 1_000,
+            max_description_chars: 2_000,
+            max_canonical_chars: 2_048,
         }
+    }
+}
+
+/// How the scraper treats each host, across all worker processes.
+#[derive(Debug, Clone)]
+pub struct PolitenessConfig {
+    /// Most requests in flight to one host (0 = no cap).
+    pub host_concurrency: u32,
+    /// Least time between two request starts to one host.
+    pub host_interval: Duration,
+    /// Failures in a row (timeouts, network errors, 5xx) that open a host's breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker keeps a host's jobs waiting.
+    pub breaker_open: Duration,
+    /// Longest `Retry-After` honoured; longer ones are cut to this.
+    pub max_retry_after: Duration,
+    /// Whether robots.txt is fetched and obeyed.
+    pub respect_robots: bool,
+    /// How long a fetched robots.txt is reused.
+    pub robots_ttl: Duration,
+}
+
+/// Per-user limits at the api (0 turns each off).
+#[derive(Debug, Clone)]
+pub struct QuotaConfig {
+    pub writes: RateLimit,
+    pub searches: RateLimit,
+    pub recommendations: RateLimit,
+    /// Most jobs a user may have queued and not yet started.
+    pub max_pending_jobs: u32,
+    /// Most database-heavy requests (searches, recommendations) of one user at once, per api
+    /// process, so one user cannot take the whole pool.
+    pub user_db_concurrency: u32,
+    /// How long such a request waits for its turn before it is refused (429).
+    pub user_db_wait: Duration,
+}
+
+/// A token bucket: `per_second` tokens added, at most `burst` kept (0 per second = no limit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+impl RateLimit {
+    pub fn is_off(&self) -> bool {
+        self.per_second <= 0.0
     }
 }
 
@@ -344,6 +423,9 @@ impl Config {
                 max_attempts: env.parse("FUZE_JOB_MAX_ATTEMPTS", 5)?,
                 backoff_base: env.millis("FUZE_JOB_BACKOFF_BASE_MS", 2_000)?,
                 backoff_max: env.millis("FUZE_JOB_BACKOFF_MAX_MS", 300_000)?,
+                failed_retention: env.secs("FUZE_JOB_FAILED_RETENTION_S", 86_400)?,
+                running_stale_after: env.secs("FUZE_JOB_RUNNING_STALE_AFTER_S", 300)?,
+                bulk_share_percent: env.parse("FUZE_BULK_SHARE_PERCENT", 10)?,
             },
             worker: WorkerConfig {
                 metrics_host: env.string("FUZE_WORKER_METRICS_HOST", "127.0.0.1"),
@@ -366,10 +448,31 @@ impl Config {
                     total_timeout: env.millis("FUZE_SCRAPE_TIMEOUT_MS", d.total_timeout)?,
                     max_redirects: env.parse("FUZE_SCRAPE_MAX_REDIRECTS", d.max_redirects)?,
                     max_body_bytes: env.parse("FUZE_SCRAPE_MAX_BYTES", d.max_body_bytes)?,
-                    allow_loopback: env
-                        .parse("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", d.allow_loopback)?,
+                    allow_internal: env.parse("FUZE_SCRAPE_ALLOW_INTERNAL", d.allow_internal)?,
                     user_agent: env.string("FUZE_SCRAPE_USER_AGENT", &d.user_agent),
+                    max_title_chars: env.parse("FUZE_SCRAPE_MAX_TITLE_CHARS", d.max_title_chars)?,
+                    max_description_chars: env
+                        .parse("FUZE_SCRAPE_MAX_DESCRIPTION_CHARS", d.max_description_chars)?,
+                    max_canonical_chars: env
+                        .parse("FUZE_SCRAPE_MAX_CANONICAL_CHARS", d.max_canonical_chars)?,
                 }
+            },
+            politeness: PolitenessConfig {
+                host_concurrency: env.parse("FUZE_SCRAPE_HOST_CONCURRENCY", 2)?,
+                host_interval: env.millis("FUZE_SCRAPE_HOST_INTERVAL_MS", 1_000)?,
+                breaker_failures: env.parse("FUZE_SCRAPE_BREAKER_FAILURES", 5)?,
+                breaker_open: env.secs("FUZE_SCRAPE_BREAKER_OPEN_S", 60)?,
+                max_retry_after: env.secs("FUZE_SCRAPE_MAX_RETRY_AFTER_S", 3_600)?,
+                respect_robots: env.parse("FUZE_SCRAPE_RESPECT_ROBOTS", true)?,
+                robots_ttl: env.secs("FUZE_SCRAPE_ROBOTS_TTL_S", 86_400)?,
+            },
+            quotas: QuotaConfig {
+                writes: env.rate("FUZE_RATE_WRITES", 10.0, 100)?,
+                searches: env.rate("FUZE_RATE_SEARCHES", 5.0, 30)?,
+                recommendations: env.rate("FUZE_RATE_RECOMMENDATIONS", 2.0, 10)?,
+                max_pending_jobs: env.parse("FUZE_USER_MAX_PENDING_JOBS", 5_000)?,
+                user_db_concurrency: env.parse("FUZE_USER_DB_CONCURRENCY", 2)?,
+                user_db_wait: env.millis("FUZE_USER_DB_WAIT_MS", 2_000)?,
             },
             embed: {
                 let d = EmbedderConfig::default();
@@ -468,6 +571,19 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
     fn secs(&self, name: &str, default_s: u64) -> anyhow::Result<Duration> {
         self.parse(name, default_s).map(Duration::from_secs)
     }
+
+    /// `{prefix}_PER_S` and `{prefix}_BURST`.
+    fn rate(&self, prefix: &str, per_second: f64, burst: u32) -> anyhow::Result<RateLimit> {
+        let per_second: f64 = self.parse(&format!("{prefix}_PER_S"), per_second)?;
+        anyhow::ensure!(
+            per_second.is_finite() && per_second >= 0.0,
+            "{prefix}_PER_S must be a number >= 0"
+        );
+        Ok(RateLimit {
+            per_second,
+            burst: self.parse(&format!("{prefix}_BURST"), burst)?.max(1),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -493,7 +609,10 @@ mod tests {
         assert_eq!(cfg.api.max_task_title_chars, 500);
         assert_eq!(cfg.scraper.total_timeout, Duration::from_secs(15));
         assert_eq!(cfg.scraper.max_redirects, 5);
-        assert!(!cfg.scraper.allow_loopback);
+        assert!(cfg.scraper.allow_internal.is_empty());
+        assert_eq!(cfg.politeness.host_concurrency, 2);
+        assert!(cfg.politeness.respect_robots);
+        assert_eq!(cfg.jobs.bulk_every(), 10);
         assert_eq!(cfg.embed.max_tokens, 256);
         assert_eq!(cfg.embed.engine, EmbedEngine::Auto);
         assert_eq!(cfg.api.admin_token, None);

@@ -123,10 +123,35 @@ fn strip_tracking_params(url: &mut Url) {
 /// A text to show a person: trimmed, non-empty, at most `max_chars` characters.
 pub fn bounded_text(field: &'static str, raw: &str, max_chars: usize) -> Result<String, String> {
     let text = raw.trim();
+    if text.contains('\0') {
+        return Err(format!("{field} contains a NUL character"));
+    }
     if text.chars().count() > max_chars {
         return Err(format!("{field} is longer than {max_chars} characters"));
     }
     Ok(text.to_owned())
+}
+
+/// The text of a search or a recommendation request: trimmed, 1 to `max_chars` characters,
+/// no NUL (PostgreSQL's text type refuses it, and the keyword fallback queries with it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryText(String);
+
+impl QueryText {
+    pub fn parse(raw: &str, max_chars: usize) -> Result<Self, String> {
+        let text = raw.trim();
+        if text.is_empty() || text.chars().count() > max_chars {
+            return Err(format!("q must have 1 to {max_chars} characters"));
+        }
+        if text.contains('\0') {
+            return Err("q contains a NUL character".to_owned());
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Job kinds; the string form is stored and shown to clients.
@@ -160,6 +185,22 @@ pub enum JobState {
 impl JobState {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+#[cfg(test)]
+mod query_text_tests {
+    use super::QueryText;
+
+    #[test]
+    fn queries_are_trimmed_bounded_and_free_of_nul() {
+        assert_eq!(
+            QueryText::parse("  rust  ", 10).expect("fits").as_str(),
+            "rust"
+        );
+        assert!(QueryText::parse("   ", 10).is_err());
+        assert!(QueryText::parse("too long here", 5).is_err());
+        assert!(QueryText::parse("nul\0here", 20).is_err());
     }
 }
 
@@ -217,5 +258,6 @@ mod tests {
     fn bounded_text_trims_and_limits() {
         assert_eq!(bounded_text("title", "  hi ", 5).expect("fits"), "hi");
         assert!(bounded_text("title", "toolong", 3).is_err());
+        assert!(bounded_text("title", "a\0b", 5).is_err());
     }
 }

@@ -37,7 +37,31 @@ impl Keys {
         format!("{}:queue:{name}", self.prefix)
     }
 
-    /// Pub/sub channel on which pushes wake idle workers.
+    /// Base of a stage's fair queue (`jobs::fair`).
+    pub fn fair(&self, queue: &str) -> String {
+        format!("{}:fair:{queue}", self.prefix)
+    }
+
+    /// Base of one host's politeness state (leases, next start, hold, breaker).
+    pub fn host(&self, host: &str) -> String {
+        format!("{}:host:{host}", self.prefix)
+    }
+
+    /// Hosts whose breaker is open, with the time it closes.
+    pub fn open_breakers(&self) -> String {
+        format!("{}:hosts:open-breakers", self.prefix)
+    }
+
+    /// A cached robots.txt of one origin (`scheme://host:port`).
+    pub fn robots(&self, origin: &str) -> String {
+        format!("{}:robots:{origin}", self.prefix)
+    }
+
+    /// A user's token bucket for one class of requests.
+    pub fn rate_limit(&self, class: &str, user_id: uuid::Uuid) -> String {
+        format!("{}:rate:{class}:{user_id}", self.prefix)
+    }
+
     /// Set while a user's session warm-up is cooling down (`SET NX PX`).
     pub fn warm_user_guard(&self, user_id: uuid::Uuid) -> String {
         format!("{}:warm:user:{user_id}", self.prefix)
@@ -48,6 +72,7 @@ impl Keys {
         format!("{}:warm:tick:{tick_unix_s}", self.prefix)
     }
 
+    /// Pub/sub channel on which pushes wake idle workers.
     pub fn wake_channel(&self) -> String {
         format!("{}:wake", self.prefix)
     }

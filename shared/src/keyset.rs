@@ -11,14 +11,21 @@ pub fn encode(at: DateTime<Utc>, id: &str) -> String {
     ENGINE.encode(format!("{}|{id}", at.timestamp_micros()))
 }
 
-/// The timestamp and id of a token made by [`encode`]; `None` for anything else.
+/// Years a cursor's time may fall in: every stored row's time does, and PostgreSQL refuses some
+/// times that chrono accepts (before 4713 BC), which a forged cursor would turn into a 500.
+const YEARS: std::ops::RangeInclusive<i32> = 1970..=9999;
+
+/// The timestamp and id of a token made by [`encode`]; `None` for anything else, including a
+/// forged token whose time is out of range or whose id holds control characters (NUL among
+/// them, which PostgreSQL's text type refuses).
 pub fn decode(token: &str) -> Option<(DateTime<Utc>, String)> {
     let raw = String::from_utf8(ENGINE.decode(token).ok()?).ok()?;
     let (micros, id) = raw.split_once('|')?;
-    Some((
-        DateTime::from_timestamp_micros(micros.parse().ok()?)?,
-        id.to_owned(),
-    ))
+    let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    if !YEARS.contains(&chrono::Datelike::year(&at)) || id.chars().any(char::is_control) {
+        return None;
+    }
+    Some((at, id.to_owned()))
 }
 
 #[cfg(test)]
@@ -32,5 +39,8 @@ mod tests {
         assert_eq!(decode("not base64!"), None);
         assert_eq!(decode(&ENGINE.encode("no-separator")), None);
         assert_eq!(decode(&ENGINE.encode("x|id")), None);
+        let ancient = DateTime::from_timestamp(-300_000_000_000, 0).expect("chrono allows it");
+        assert_eq!(decode(&encode(ancient, "abc")), None);
+        assert_eq!(decode(&encode(at, "a\0b")), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Fuze shared crate: what the api and the worker both need.
 //!
-//! - [`config`]: settings from the environment
+//! - [`config`]: settings from the environment ([`allow_internal`]: the scraper's allow-list)
 //! - [`domain`]: validated domain types (URLs, job states)
 //! - [`auth`]: users and bearer tokens
 //! - [`cache`]: layered read cache (in-process L1, Redis L2, single flight, deduplication)
@@ -10,17 +10,19 @@
 //! - [`analysis`]: content analyses: keywords, tags, reading time, quality
 //! - [`recommend`]: recommendations: candidates, ranking, near-duplicate removal
 //! - [`query_lane`]: query embeddings from the workers, request/reply over Redis
-//! - [`redis_conn`], [`keys`]: Redis connections and key names
+//! - [`redis_conn`], [`keys`], [`clock`]: Redis connections, key names, millisecond times
 //! - [`jobs`]: job payloads, queues, status records, retries, wake-ups
 //! - [`events`]: cache invalidation events
 //! - [`metrics`]: Prometheus registry
 //! - [`telemetry`]: logging setup
 //! - [`views`]: the cached JSON views and their keys, shared by the api and the warm job
 
+pub mod allow_internal;
 pub mod analysis;
 pub mod auth;
 pub mod bookmarks;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -53,7 +53,7 @@ async fn main() {
     let pages = PageServer::start().await;
     let api = TestApi::spawn(&env, &[]).await;
     let _worker =
-        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
     let (user_id, token) = env.user().await;
     println!(
         "pickup latency, idle worker, {ROUNDS} jobs each, {GAP:?} apart (enqueue -> job started)"

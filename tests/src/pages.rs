@@ -2,12 +2,21 @@
 //!
 //! Routes: `/page/{name}` an article titled `name`; `/slow/{ms}/{name}` the same after a delay;
 //! `/status/{code}`; `/flaky/{n}/{name}` 503 for the first `n` requests, then the article;
-//! `/redirect?to=URL` a 302; `/image` a PNG; `/doc?title=&body=` a page with that content.
+//! `/limited/{secs}/{n}/{name}` 429 with `Retry-After: secs` for the first `n` requests, then
+//! the article; `/redirect?to=URL` a 302; `/image` a PNG; `/doc?title=&body=` a page with that
+//! content; `/odd` a page with NUL characters and a 100,000-character description, `/odd.txt`
+//! plain text with a NUL character;
+//! `/robots.txt` whatever [`PageServer::set_robots`] set (404 until then).
+//!
+//! Each server counts requests per path and how many it was answering at once (the most ever).
 
 use std::{
     collections::HashMap,
     net::TcpListener,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -17,6 +26,44 @@ use serde::Deserialize;
 pub struct PageServer {
     pub base: String,
     hits: Arc<Mutex<HashMap<String, usize>>>,
+    load: Arc<Load>,
+    robots: Arc<Mutex<Option<String>>>,
+}
+
+/// Requests being answered now, and the most at once so far.
+#[derive(Default)]
+struct Load {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts one request as in flight until dropped.
+struct InFlight(Arc<Load>);
+
+impl InFlight {
+    fn start(load: &Arc<Load>) -> Self {
+        let now = load.now.fetch_add(1, Ordering::SeqCst) + 1;
+        load.peak.fetch_max(now, Ordering::SeqCst);
+        Self(load.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn count_in_flight(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let load = req
+        .app_data::<web::Data<Arc<Load>>>()
+        .map(|l| l.get_ref().clone())
+        .expect("load registered");
+    let _in_flight = InFlight::start(&load);
+    next.call(req).await
 }
 
 pub fn article(name: &str) -> String {
@@ -37,16 +84,32 @@ pub fn article(name: &str) -> String {
 
 impl PageServer {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1").await
+    }
+
+    /// A server on another loopback address (`127.0.0.2`, ...): a different host to the scraper.
+    pub async fn start_on(ip: &str) -> Self {
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind page server");
+        let load: Arc<Load> = Arc::default();
+        let robots: Arc<Mutex<Option<String>>> = Arc::default();
+        let listener = TcpListener::bind((ip, 0)).expect("bind page server");
         let base = format!(
-            "http://127.0.0.1:{}",
+            "http://{ip}:{}",
             listener.local_addr().expect("addr").port()
         );
         let data = web::Data::new(hits.clone());
+        let load_data = web::Data::new(load.clone());
+        let robots_data = web::Data::new(robots.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(load_data.clone())
+                .app_data(robots_data.clone())
+                .wrap(actix_web::middleware::from_fn(count_in_flight))
+                .route("/robots.txt", web::get().to(robots_txt))
+                .route("/limited/{secs}/{n}/{name}", web::get().to(limited))
+                .route("/odd", web::get().to(odd))
+                .route("/odd.txt", web::get().to(odd_text))
                 .route("/page/{name}", web::get().to(page))
                 .route("/slow/{ms}/{name}", web::get().to(slow))
                 .route("/status/{code}", web::get().to(status))
@@ -56,12 +119,31 @@ impl PageServer {
                 .route("/doc", web::get().to(doc))
         })
         .workers(1)
+        // Many slow requests at once must all be in flight together: the politeness tests
+        // count them, and a small backlog would queue them in the kernel instead.
+        .max_connections(10_000)
+        .backlog(4096)
         .disable_signals()
         .listen(listener)
         .expect("listen")
         .run();
         tokio::spawn(server);
-        Self { base, hits }
+        Self {
+            base,
+            hits,
+            load,
+            robots,
+        }
+    }
+
+    /// Serves this robots.txt from now on.
+    pub fn set_robots(&self, text: &str) {
+        *self.robots.lock().expect("robots lock") = Some(text.to_owned());
+    }
+
+    /// The most requests this server was answering at one time.
+    pub fn peak_in_flight(&self) -> usize {
+        self.load.peak.load(Ordering::SeqCst)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -165,6 +247,52 @@ async fn doc(hits: Hits, req: actix_web::HttpRequest, q: web::Query<DocQuery>) -
          <p>{}</p></article></body></html>",
         q.title, q.title, q.body, q.body
     ))
+}
+
+type Robots = web::Data<Arc<Mutex<Option<String>>>>;
+
+async fn robots_txt(hits: Hits, robots: Robots, req: actix_web::HttpRequest) -> HttpResponse {
+    count(&hits, &req);
+    match robots.lock().expect("robots lock").clone() {
+        Some(text) => HttpResponse::Ok().content_type("text/plain").body(text),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+async fn limited(
+    hits: Hits,
+    req: actix_web::HttpRequest,
+    path: web::Path<(u64, usize, String)>,
+) -> HttpResponse {
+    let (secs, n, name) = path.into_inner();
+    if count(&hits, &req) <= n {
+        return HttpResponse::TooManyRequests()
+            .insert_header(("retry-after", secs.to_string()))
+            .content_type("text/html")
+            .body("<html><body><h1>Slow down</h1><p>Too many requests.</p></body></html>");
+    }
+    html(article(&name))
+}
+
+/// NUL characters in the title and text, and a description far longer than any cap.
+async fn odd(hits: Hits, req: actix_web::HttpRequest) -> HttpResponse {
+    count(&hits, &req);
+    let description = "long ".repeat(20_000);
+    html(format!(
+        "<!doctype html><html><head><title>Odd\u{0}page</title>\
+         <meta name=\"description\" content=\"{description}\"></head>\
+         <body><article><h1>Odd page</h1><p>Text with a NUL\u{0}in the middle, and enough \
+         words around it that the extractor keeps this paragraph as the page's main text.</p>\
+         </article></body></html>"
+    ))
+}
+
+/// Plain text keeps what the HTML parser would have replaced: here a NUL character.
+async fn odd_text(hits: Hits, req: actix_web::HttpRequest) -> HttpResponse {
+    count(&hits, &req);
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("Plain notes with a NUL\u{0}in the middle of a line of text.")
 }
 
 async fn image(hits: Hits, req: actix_web::HttpRequest) -> HttpResponse {

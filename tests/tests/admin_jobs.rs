@@ -6,7 +6,7 @@ use std::time::Duration;
 use fuze_tests::{PageServer, TestApi, TestEnv, WorkerProcess};
 use serde_json::Value;
 
-const LOOPBACK_OK: (&str, &str) = ("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true");
+const LOOPBACK_OK: (&str, &str) = ("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8");
 const ADMIN: &str = "test-admin-token";
 const WAIT: Duration = Duration::from_secs(30);
 

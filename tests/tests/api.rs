@@ -533,3 +533,98 @@ async fn admin_creates_users_and_health_endpoints_answer() {
         (StatusCode::NOT_FOUND, "not_found".into())
     );
 }
+
+/// NUL characters and forged cursors are the client's mistake: a clear 4xx, never a 500, and
+/// nothing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nul_characters_and_forged_cursors_get_clear_errors() {
+    let env = TestEnv::new().await;
+    let api = TestApi::spawn(&env, &[]).await;
+    let (_, token) = env.user().await;
+    let before = counts(&env).await;
+    for body in [
+        json!({"url": "https://example.com/a", "title": "nul\u{0}title"}),
+        json!({"url": "https://example.com/b", "notes": "nul\u{0}notes"}),
+    ] {
+        let res = api
+            .post("/api/v1/bookmarks", &token)
+            .json(&body)
+            .send()
+            .await
+            .expect("save");
+        let (status, code) = error_code(res).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            "{body}"
+        );
+    }
+    let res = api
+        .post("/api/v1/projects", &token)
+        .json(&json!({"name": "nul\u{0}name"}))
+        .send()
+        .await
+        .expect("project");
+    let (status, code) = error_code(res).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+    );
+    for path in ["/api/v1/search?q=a%00b", "/api/v1/recommendations?q=a%00b"] {
+        let (status, code) = error_code(api.get(path, &token).send().await.expect("query")).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_query"),
+            "{path}"
+        );
+    }
+    let res = api
+        .post("/api/v1/admin/users", "test-admin-token")
+        .json(&json!({"email": "a\u{0}@example.com"}))
+        .send()
+        .await
+        .expect("admin");
+    let (status, code) = error_code(res).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_email")
+    );
+    assert_eq!(counts(&env).await, before, "nothing was written");
+
+    // Cursors are opaque, but a client can still forge one: a time PostgreSQL cannot store, or
+    // an id with a NUL in it.
+    let ancient = chrono::DateTime::from_timestamp(-300_000_000_000, 0).expect("chrono allows it");
+    let now = chrono::Utc::now();
+    let forged = [
+        fuze_shared::keyset::encode(ancient, &uuid::Uuid::new_v4().to_string()),
+        fuze_shared::keyset::encode(now, "01M94KKBTRG4GBQA9XHC\u{0}ZHK79C"),
+    ];
+    for cursor in &forged {
+        for path in ["/api/v1/bookmarks", "/api/v1/projects"] {
+            let res = api
+                .get(&format!("{path}?cursor={cursor}"), &token)
+                .send()
+                .await
+                .expect("list");
+            let (status, code) = error_code(res).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (StatusCode::BAD_REQUEST, "invalid_cursor"),
+                "{path}"
+            );
+        }
+        let res = api
+            .get(
+                &format!("/api/v1/admin/jobs?cursor={cursor}"),
+                "test-admin-token",
+            )
+            .send()
+            .await
+            .expect("admin jobs");
+        let (status, code) = error_code(res).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::BAD_REQUEST, "invalid_cursor")
+        );
+    }
+}

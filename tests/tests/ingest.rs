@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use fuze_tests::{PageServer, TestApi, TestEnv, WorkerProcess};
 
-const LOOPBACK_OK: (&str, &str) = ("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true");
+const LOOPBACK_OK: (&str, &str) = ("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saved_link_is_scraped_embedded_and_stored() {
@@ -187,5 +187,59 @@ async fn many_saves_at_once_all_finish() {
     assert!(
         metrics.contains("fuze_jobs_finished_total{outcome=\"succeeded\",queue=\"embed\"} 12"),
         "worker metrics count the jobs:\n{metrics}"
+    );
+}
+
+/// A page with a 100,000-character description, and a text page with a NUL character (which
+/// PostgreSQL's text type refuses), are stored within limits, not retried until they fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_pages_are_stored_within_limits() {
+    let env = TestEnv::new().await;
+    let pages = PageServer::start().await;
+    let api = TestApi::spawn(&env, &[]).await;
+    let _worker = WorkerProcess::spawn(
+        &env,
+        &[LOOPBACK_OK, ("FUZE_SCRAPE_MAX_DESCRIPTION_CHARS", "300")],
+    )
+    .await;
+    let (_, token) = env.user().await;
+    let mut stored = Vec::new();
+    for path in ["/odd", "/odd.txt"] {
+        let (status, saved) = api.save(&token, &pages.url(path)).await;
+        assert_eq!(status, 202, "{saved}");
+        let job = api
+            .wait_for_job(
+                &token,
+                saved["job"]["id"].as_str().expect("id"),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(job["state"], "succeeded", "{path}: {job}");
+        assert_eq!(
+            job["total_attempts"], 3,
+            "{path}: one attempt per stage, no retries: {job}"
+        );
+        let id = saved["bookmark"]["id"].as_str().expect("bookmark id");
+        let bookmark: serde_json::Value = api
+            .get(&format!("/api/v1/bookmarks/{id}"), &token)
+            .send()
+            .await
+            .expect("bookmark")
+            .json()
+            .await
+            .expect("json");
+        stored.push(bookmark);
+    }
+    let description = stored[0]["description"].as_str().expect("description");
+    assert!(
+        description.chars().count() <= 300,
+        "{} characters",
+        description.chars().count()
+    );
+    assert!(description.starts_with("long long"), "{description:.40}");
+    let text = stored[1]["text"].as_str().expect("text");
+    assert!(
+        text.contains("NULin the middle") && !text.contains('\0'),
+        "{text}"
     );
 }

@@ -74,8 +74,7 @@ async fn metrics_follow_prometheus_naming_on_every_process() {
     let env = TestEnv::new().await;
     let pages = PageServer::start().await;
     let api = TestApi::spawn(&env, &[]).await;
-    let worker =
-        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+    let worker = WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
     let clock = WorkerProcess::spawn_mode(&env, "clock", &[]).await;
     let (_, token) = env.user().await;
     // Traffic with ids and URLs in it, so a leaking label would show.

@@ -17,7 +17,7 @@ use fuze_tests::{
 };
 use serde_json::Value;
 
-const LOOPBACK_OK: (&str, &str) = ("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true");
+const LOOPBACK_OK: (&str, &str) = ("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8");
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Alerts that must stay quiet while everything runs (each would page someone for nothing).

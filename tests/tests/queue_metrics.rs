@@ -81,8 +81,7 @@ async fn queue_gauges_follow_a_job_from_waiting_to_done() {
         0.0
     );
 
-    let worker =
-        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+    let worker = WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
     let done = api.wait_for_job(&token, &job, WAIT).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     let after = api.metrics_text().await;

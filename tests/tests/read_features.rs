@@ -91,7 +91,7 @@ async fn analysis_is_stored_after_embedding_cached_and_private() {
     );
 
     let _worker =
-        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
     let id = save_ready(&api, &pages, &alice, DATABASE).await;
     let path = format!("/api/v1/bookmarks/{id}/analysis");
     let (status, analysis) = get_json(&api, &path, &alice).await;
@@ -193,7 +193,7 @@ async fn recommendations_follow_the_project_skip_duplicates_and_stay_private() {
     let pages = PageServer::start().await;
     let api = TestApi::spawn(&env, &[]).await;
     let _worker =
-        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
     let (_, alice) = env.user().await;
     let (_, bob) = env.user().await;
     for doc in [BREAD, CLUSTER, MARATHON] {
@@ -319,7 +319,7 @@ async fn a_session_start_warms_the_first_page_into_redis() {
     let pages = PageServer::start().await;
     let api = TestApi::spawn(&env, &[]).await;
     let _worker =
-        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
     let (user, token) = env.user().await;
     save_ready(&api, &pages, &token, MARATHON).await;
 

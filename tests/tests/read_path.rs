@@ -72,7 +72,7 @@ async fn writes_on_one_instance_or_a_worker_are_not_served_stale_by_another() {
 
     // A change made by a worker (scrape, then embed) reaches B's cached list too.
     let _worker =
-        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
     let job = a
         .wait_for_job(
             &alice,
@@ -171,7 +171,7 @@ async fn two_apis_and_two_workers_share_the_work_and_stay_coherent() {
     let b = TestApi::spawn(&env, &[]).await;
     // One scrape at a time per worker and slow pages: six saves at once need both workers.
     let vars = [
-        ("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true"),
+        ("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8"),
         ("FUZE_SCRAPE_CONCURRENCY", "1"),
     ];
     let w1 = WorkerProcess::spawn(&env, &vars).await;

@@ -47,7 +47,7 @@ async fn the_clock_re_enqueues_jobs_whose_task_was_lost() {
     let pages = PageServer::start().await;
     let api = TestApi::spawn(&env, &[]).await;
     let _worker =
-        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
     let (user_id, token) = env.user().await;
 
     // A job with a live task is left alone: saved normally, then paused by a slow page.

@@ -20,7 +20,7 @@ use fuze_tests::{PageServer, RedisServer, TestApi, TestEnv, WorkerProcess};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
 
-const LOOPBACK_OK: (&str, &str) = ("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true");
+const LOOPBACK_OK: (&str, &str) = ("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8");
 
 fn id_of(saved: &Value, what: &str) -> String {
     saved[what]["id"]

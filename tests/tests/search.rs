@@ -43,7 +43,7 @@ async fn search_finds_the_closest_bookmark_per_user_and_caches_it() {
     let pages = PageServer::start().await;
     let api = TestApi::spawn(&env, &[]).await;
     let _worker =
-        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
     let (_, alice) = env.user().await;
     let (_, bob) = env.user().await;
     for (title, body) in PAGES {
@@ -130,7 +130,7 @@ async fn without_workers_search_falls_back_to_keywords_and_says_so() {
     let (_, alice) = env.user().await;
     {
         let worker =
-            WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS", "true")]).await;
+            WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
         for (title, body) in PAGES {
             let (_, saved) = api.save(&alice, &pages.doc_url(title, body)).await;
             api.wait_for_job(

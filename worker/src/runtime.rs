@@ -46,9 +46,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let keys = Keys::new(config.redis_prefix.clone());
     let queues = JobQueues::new(redis.clone(), keys.clone(), config.worker.clone());
     let scraper = crate::scrape::Scraper::new(config.scraper.clone())?;
-    if config.scraper.allow_loopback {
+    if !config.scraper.allow_internal.is_empty() {
         tracing::warn!(
-            "FUZE_SCRAPE_ALLOW_LOOPBACK_FOR_TESTS is on: the scraper may reach loopback addresses"
+            allow = %config.scraper.allow_internal,
+            "FUZE_SCRAPE_ALLOW_INTERNAL opens these internal addresses and host names to the \
+             scraper; every other internal target stays refused"
         );
     }
 

@@ -268,7 +268,7 @@ async fn reply(stream: &mut TcpStream, reply: Reply) -> std::io::Result<()> {
 
 fn local_cfg() -> ScraperConfig {
     ScraperConfig {
-        allow_loopback: true,
+        allow_internal: "127.0.0.0/8".parse().expect("valid allow-list"),
         total_timeout: Duration::from_secs(5),
         max_body_bytes: LIMIT,
         ..ScraperConfig::default()
@@ -360,7 +360,6 @@ async fn forbidden_targets_are_blocked_without_connecting() {
     let server = TestServer::start().await;
     let port = server.addr.port();
     let s = scraper(ScraperConfig {
-        allow_loopback: false,
         connect_timeout: Duration::from_millis(500),
         total_timeout: Duration::from_secs(2),
         ..ScraperConfig::default()

@@ -11,6 +11,7 @@ use chrono::Utc;
 use fuze_shared::{
     bookmarks::{self, Bookmark},
     cache::{Bytes, CacheType, CachedValue, DedupKey, hash_parts},
+    domain::QueryText,
     recommend::{self, Weights},
 };
 use serde::{Deserialize, Serialize};
@@ -115,19 +116,11 @@ fn validate(state: &AppState, q: RecommendQuery) -> Result<(Seed, u32), ApiError
             format!("limit must be between 1 and {}", limits.recommend_limit_max),
         ));
     }
-    let seed = match (q.project_id, q.q.as_deref().map(str::trim)) {
+    let seed = match (q.project_id, q.q.as_deref()) {
         (Some(id), None) => Seed::Project(id),
-        (None, Some(text))
-            if !text.is_empty() && text.chars().count() <= limits.max_query_chars =>
-        {
-            Seed::Query(text.to_owned())
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                format!("q must have 1 to {} characters", limits.max_query_chars),
-            ));
-        }
+        (None, Some(text)) => QueryText::parse(text, limits.max_query_chars)
+            .map(|t| Seed::Query(t.as_str().to_owned()))
+            .map_err(|m| ApiError::bad_request("invalid_query", m))?,
         _ => {
             return Err(ApiError::bad_request(
                 "invalid_query",

@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
     bookmarks::{self, Bookmark},
     cache::{Bytes, CacheType, hash_parts},
+    domain::QueryText,
     query_lane, search,
 };
 use serde::{Deserialize, Serialize};
@@ -58,13 +59,9 @@ async fn search(
     query: web::Query<SearchQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let limits = &state.config.api;
-    let q = query.q.trim();
-    if q.is_empty() || q.chars().count() > limits.max_query_chars {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("q must have 1 to {} characters", limits.max_query_chars),
-        ));
-    }
+    let q = QueryText::parse(&query.q, limits.max_query_chars)
+        .map_err(|m| ApiError::bad_request("invalid_query", m))?;
+    let q = q.as_str();
     let limit = query.limit.unwrap_or(10);
     if limit == 0 || limit > limits.search_limit_max {
         return Err(ApiError::bad_request(

@@ -35,6 +35,9 @@ mod tests {
             max_attempts: 4,
             backoff_base: Duration::from_secs(2),
             backoff_max: Duration::from_secs(5),
+            failed_retention: Duration::ZERO,
+            running_stale_after: Duration::from_secs(60),
+            bulk_share_percent: 10,
         }
     }
 

@@ -42,8 +42,17 @@ impl From<sqlx::Error> for Failure {
     }
 }
 
+/// What users read when the guard refused a target: never which internal address it was (that
+/// would map the network for whoever saves the links); the worker's log has the details.
+pub const BLOCKED_TARGET_MESSAGE: &str =
+    "the page's address is not publicly reachable (private, loopback, link-local or reserved)";
+
 impl From<ScrapeError> for Failure {
     fn from(e: ScrapeError) -> Self {
+        if let ScrapeError::BlockedTarget(detail) = &e {
+            tracing::warn!(detail, "scrape target refused by the SSRF guard");
+            return Self::permanent(e.class(), BLOCKED_TARGET_MESSAGE);
+        }
         if e.is_permanent() {
             Self::permanent(e.class(), e.to_string())
         } else {

@@ -42,9 +42,11 @@ async fn scrape(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
     let url = BookmarkUrl::parse(&url, usize::MAX)
         .map_err(|e| Failure::permanent("invalid_url", e.to_string()))?;
     let page = match cached_page(ctx, &url).await {
-        Some(page) => page,
+        Some(page) => page.bounded(ctx.scraper.field_limits()),
         None => {
-            let page = fetch_and_extract(ctx, &url).await?;
+            let page = fetch_and_extract(ctx, &url)
+                .await?
+                .bounded(ctx.scraper.field_limits());
             cache_page(ctx, &url, &page).await;
             page
         }

@@ -16,6 +16,47 @@ pub struct ExtractedPage {
     pub text: String,
 }
 
+/// The most characters of each field a page may keep (its title, description and canonical URL
+/// are cached in every page of the owner's bookmark list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldLimits {
+    pub title: usize,
+    pub description: usize,
+    pub canonical_url: usize,
+}
+
+impl ExtractedPage {
+    /// The page as it may be stored: title, description and canonical URL cut at a character
+    /// boundary to their limits, and NUL characters (which PostgreSQL's text type refuses, so a
+    /// page holding one could never be saved) removed from every field.
+    pub fn bounded(self, limits: FieldLimits) -> Self {
+        let field = |value: Option<String>, max: usize| {
+            value
+                .map(|v| cut_chars(&strip_nul(v), max).trim_end().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        Self {
+            title: field(self.title, limits.title),
+            description: field(self.description, limits.description),
+            canonical_url: field(self.canonical_url, limits.canonical_url),
+            text: strip_nul(self.text),
+        }
+    }
+}
+
+fn strip_nul(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "")
+    } else {
+        s
+    }
+}
+
+/// The first `max` characters of `s`.
+fn cut_chars(s: &str, max: usize) -> &str {
+    s.char_indices().nth(max).map_or(s, |(at, _)| &s[..at])
+}
+
 /// Extracts the readable main text and metadata of `html`, fetched from `page_url`.
 /// Pure function, used by the scraper and by the `fuze-worker extract` CLI.
 pub fn extract(html: &str, page_url: &Url) -> ExtractedPage {
@@ -462,5 +503,27 @@ mod tests {
         let page = extract(ARTICLE, &url("file:///tmp/page.html"));
         assert!(page.text.contains("Water deeply and regularly"));
         assert_eq!(page.canonical_url, None);
+    }
+
+    #[test]
+    fn bounded_cuts_long_fields_at_character_boundaries_and_drops_nul() {
+        let page = ExtractedPage {
+            title: Some("Tête\0-à-tête".to_owned()),
+            description: Some("é".repeat(10)),
+            canonical_url: Some("https://example.com/ünïcode".to_owned()),
+            text: "a\0b".to_owned(),
+        }
+        .bounded(FieldLimits {
+            title: 4,
+            description: 3,
+            canonical_url: 22,
+        });
+        assert_eq!(page.title.as_deref(), Some("Tête"));
+        assert_eq!(page.description.as_deref(), Some("ééé"));
+        assert_eq!(
+            page.canonical_url.as_deref(),
+            Some("https://example.com/ün")
+        );
+        assert_eq!(page.text, "ab");
     }
 }

@@ -9,7 +9,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
 use url::Url;
 
 use super::body;
-use super::extract::{ExtractedPage, extract, extract_plain};
+use super::extract::{ExtractedPage, FieldLimits, extract, extract_plain};
 use super::guard::check_url;
 use super::resolve::{GuardedResolver, Rejection};
 use super::{ScrapeError, ScraperConfig};
@@ -59,7 +59,7 @@ impl Scraper {
             .no_proxy()
             // All name resolution goes through the vetting resolver; connections only ever
             // go to the addresses it approved.
-            .dns_resolver(GuardedResolver::new(cfg.allow_loopback))
+            .dns_resolver(GuardedResolver::new(cfg.allow_internal.clone()))
             .connect_timeout(cfg.connect_timeout)
             .user_agent(cfg.user_agent.as_str())
             .build()?;
@@ -71,6 +71,15 @@ impl Scraper {
 
     pub fn config(&self) -> &ScraperConfig {
         &self.cfg
+    }
+
+    /// How much of a page's title, description and canonical URL is kept.
+    pub fn field_limits(&self) -> FieldLimits {
+        FieldLimits {
+            title: self.cfg.max_title_chars,
+            description: self.cfg.max_description_chars,
+            canonical_url: self.cfg.max_canonical_chars,
+        }
     }
 
     /// Fetches `url`, following up to `max_redirects` redirects, within `total_timeout`.
@@ -87,7 +96,7 @@ impl Scraper {
         let mut current = start.clone();
         let mut redirects = 0usize;
         loop {
-            check_url(&current, self.cfg.allow_loopback)?;
+            check_url(&current, &self.cfg.allow_internal)?;
             let resp = self
                 .client
                 .get(current.clone())

@@ -6,12 +6,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use fuze_shared::allow_internal::InternalAllowList;
 use url::{Host, Url};
 
 use super::ScrapeError;
 
-/// Forbidden IPv4 ranges: (network, prefix length, reason). Loopback is handled separately
-/// because `allow_loopback` may lift it.
+/// Forbidden IPv4 ranges: (network, prefix length, reason). Loopback is handled separately only
+/// to name it; like every range here, only the operator's allow-list lifts it.
 const V4_BLOCKED: &[([u8; 4], u8, &str)] = &[
     ([0, 0, 0, 0], 8, "unspecified/\"this network\" (0.0.0.0/8)"),
     ([10, 0, 0, 0], 8, "private (10.0.0.0/8)"),
@@ -90,18 +91,22 @@ const V6_BLOCKED: &[(u128, u8, &str)] = &[
 const NAT64_WKP: u128 = 0x0064_ff9b_0000_0000_0000_0000_0000_0000;
 const SIX_TO_FOUR: u128 = 0x2002_0000_0000_0000_0000_0000_0000_0000;
 
-/// Why `ip` must not be contacted, or `None` when it is a public address.
-/// `allow_loopback` (tests only) lifts plain 127.0.0.0/8 and ::1, nothing else.
-pub(crate) fn forbidden_reason(ip: IpAddr, allow_loopback: bool) -> Option<String> {
+/// Why `ip` must not be contacted, or `None` when it is a public address or inside a range of
+/// the operator's allow-list (which is matched as given: a listed IPv4 range does not admit
+/// the IPv6 forms that embed its addresses).
+pub(crate) fn forbidden_reason(ip: IpAddr, allow: &InternalAllowList) -> Option<String> {
+    if allow.admits_ip(ip) {
+        return None;
+    }
     match ip {
-        IpAddr::V4(v4) => v4_reason(v4, allow_loopback),
-        IpAddr::V6(v6) => v6_reason(v6, allow_loopback),
+        IpAddr::V4(v4) => v4_reason(v4),
+        IpAddr::V6(v6) => v6_reason(v6),
     }
 }
 
-fn v4_reason(ip: Ipv4Addr, allow_loopback: bool) -> Option<String> {
+fn v4_reason(ip: Ipv4Addr) -> Option<String> {
     if ip.is_loopback() {
-        return (!allow_loopback).then(|| "loopback (127.0.0.0/8)".to_owned());
+        return Some("loopback (127.0.0.0/8)".to_owned());
     }
     let addr = u32::from(ip);
     V4_BLOCKED
@@ -110,15 +115,14 @@ fn v4_reason(ip: Ipv4Addr, allow_loopback: bool) -> Option<String> {
         .map(|(_, _, reason)| (*reason).to_owned())
 }
 
-fn v6_reason(ip: Ipv6Addr, allow_loopback: bool) -> Option<String> {
+fn v6_reason(ip: Ipv6Addr) -> Option<String> {
     if ip.is_unspecified() {
         return Some("unspecified (::)".to_owned());
     }
     if ip.is_loopback() {
-        return (!allow_loopback).then(|| "loopback (::1)".to_owned());
+        return Some("loopback (::1)".to_owned());
     }
-    // Embedded IPv4 forms reach the IPv4 address, so judge that address. Loopback is never
-    // lifted here: the test-only switch covers the plain forms the tests use, no more.
+    // Embedded IPv4 forms reach the IPv4 address, so judge that address.
     if let Some(v4) = ip.to_ipv4_mapped() {
         return embedded(v4, "IPv4-mapped");
     }
@@ -140,7 +144,7 @@ fn v6_reason(ip: Ipv6Addr, allow_loopback: bool) -> Option<String> {
 }
 
 fn embedded(v4: Ipv4Addr, form: &str) -> Option<String> {
-    v4_reason(v4, false).map(|reason| format!("{form} form of {v4}, {reason}"))
+    v4_reason(v4).map(|reason| format!("{form} form of {v4}, {reason}"))
 }
 
 fn in_prefix_v4(addr: u32, net: u32, len: u8) -> bool {
@@ -156,7 +160,7 @@ fn in_prefix_v6(addr: u128, net: u128, len: u8) -> bool {
 /// Checks one hop before any request is sent: http/https only, and IP-literal hosts are
 /// vetted here because reqwest connects to them directly without asking the resolver.
 /// Domain names are vetted by [`super::resolve::GuardedResolver`] at connect time.
-pub(crate) fn check_url(url: &Url, allow_loopback: bool) -> Result<(), ScrapeError> {
+pub(crate) fn check_url(url: &Url, allow: &InternalAllowList) -> Result<(), ScrapeError> {
     match url.scheme() {
         "http" | "https" => {}
         other => {
@@ -179,7 +183,7 @@ pub(crate) fn check_url(url: &Url, allow_loopback: bool) -> Result<(), ScrapeErr
             Err(_) => return Ok(()),
         },
     };
-    match forbidden_reason(ip, allow_loopback) {
+    match forbidden_reason(ip, allow) {
         Some(reason) => Err(ScrapeError::BlockedTarget(format!("{ip} is {reason}"))),
         None => Ok(()),
     }
@@ -189,7 +193,7 @@ pub(crate) fn check_url(url: &Url, allow_loopback: bool) -> Result<(), ScrapeErr
 mod tests {
     use super::*;
 
-    /// (address, blocked with allow_loopback=false, blocked with allow_loopback=true)
+    /// (address, blocked by default, blocked with the loopback ranges allow-listed)
     const TABLE: &[(&str, bool, bool)] = &[
         // public
         ("1.1.1.1", false, false),
@@ -206,7 +210,7 @@ mod tests {
         ("::ffff:8.8.8.8", false, false),
         ("64:ff9b::808:808", false, false),
         ("2002:808:808::1", false, false),
-        // loopback: the only thing allow_loopback lifts
+        // loopback: what the allow-list below lifts, and nothing else
         ("127.0.0.1", true, false),
         ("127.255.255.254", true, false),
         ("::1", true, false),
@@ -257,28 +261,50 @@ mod tests {
         ("2002:c0a8:101::1", true, true),
     ];
 
+    fn nothing_allowed() -> InternalAllowList {
+        InternalAllowList::default()
+    }
+
+    fn loopback_allowed() -> InternalAllowList {
+        "127.0.0.0/8,::1".parse().expect("valid allow-list")
+    }
+
     #[test]
     fn ip_classification_table() {
+        let (none, loopback) = (nothing_allowed(), loopback_allowed());
         for (text, blocked, blocked_with_loopback) in TABLE {
             let ip: IpAddr = text.parse().expect("valid test address");
             assert_eq!(
-                forbidden_reason(ip, false).is_some(),
+                forbidden_reason(ip, &none).is_some(),
                 *blocked,
-                "{text} allow_loopback=false: {:?}",
-                forbidden_reason(ip, false)
+                "{text} default: {:?}",
+                forbidden_reason(ip, &none)
             );
             assert_eq!(
-                forbidden_reason(ip, true).is_some(),
+                forbidden_reason(ip, &loopback).is_some(),
                 *blocked_with_loopback,
-                "{text} allow_loopback=true: {:?}",
-                forbidden_reason(ip, true)
+                "{text} loopback allowed: {:?}",
+                forbidden_reason(ip, &loopback)
             );
         }
     }
 
     #[test]
+    fn a_listed_private_range_admits_only_itself() {
+        let list: InternalAllowList = "10.1.0.0/16".parse().expect("valid allow-list");
+        assert_eq!(
+            forbidden_reason("10.1.2.3".parse().expect("ip"), &list),
+            None
+        );
+        assert!(forbidden_reason("10.2.0.1".parse().expect("ip"), &list).is_some());
+        assert!(forbidden_reason("127.0.0.1".parse().expect("ip"), &list).is_some());
+        assert!(forbidden_reason("::ffff:10.1.2.3".parse().expect("ip"), &list).is_some());
+    }
+
+    #[test]
     fn reasons_name_the_range() {
-        let reason = |s: &str| forbidden_reason(s.parse().expect("ip"), false).unwrap_or_default();
+        let none = nothing_allowed();
+        let reason = |s: &str| forbidden_reason(s.parse().expect("ip"), &none).unwrap_or_default();
         assert!(reason("10.1.2.3").contains("10.0.0.0/8"));
         assert!(reason("169.254.169.254").contains("link-local"));
         assert!(reason("::ffff:127.0.0.1").contains("IPv4-mapped form of 127.0.0.1"));
@@ -287,7 +313,8 @@ mod tests {
 
     #[test]
     fn url_check_scheme_and_literals() {
-        let check = |s: &str| check_url(&Url::parse(s).expect("url"), false);
+        let none = nothing_allowed();
+        let check = |s: &str| check_url(&Url::parse(s).expect("url"), &none);
         assert!(check("https://example.com/a").is_ok());
         assert!(check("http://93.184.215.14/").is_ok());
         assert!(matches!(

@@ -17,6 +17,6 @@ mod guard;
 mod resolve;
 
 pub use error::ScrapeError;
-pub use extract::{ExtractedPage, extract};
+pub use extract::{ExtractedPage, FieldLimits, extract};
 pub use fetch::{FetchedPage, Scraper};
 pub use fuze_shared::config::ScraperConfig;
