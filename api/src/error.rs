@@ -26,6 +26,13 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// A per-user limit refused the request (429); `retry_after_s` goes to `Retry-After`.
+    #[error("{message}")]
+    Limited {
+        code: &'static str,
+        message: String,
+        retry_after_s: u64,
+    },
     #[error("{0}")]
     Unavailable(&'static str),
     #[error("internal error")]
@@ -59,7 +66,8 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Unprocessable { code, .. }
-            | Self::NotReady { code, .. } => code,
+            | Self::NotReady { code, .. }
+            | Self::Limited { code, .. } => code,
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
             Self::Conflict(_) => "conflict",
@@ -90,6 +98,7 @@ impl ResponseError for ApiError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,8 +112,14 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unauthorized) {
             res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
-        if matches!(self, Self::Unavailable(_)) {
-            res.insert_header((header::RETRY_AFTER, "1"));
+        match self {
+            Self::Unavailable(_) => {
+                res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            Self::Limited { retry_after_s, .. } => {
+                res.insert_header((header::RETRY_AFTER, retry_after_s.max(&1).to_string()));
+            }
+            _ => {}
         }
         res.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
     }

@@ -37,6 +37,11 @@ impl Keys {
         format!("{}:queue:{name}", self.prefix)
     }
 
+    /// Deliveries of failed jobs kept for a while, with the time each may go (ms).
+    pub fn expiring_deliveries(&self, queue: &str) -> String {
+        format!("{}:queue:{queue}:expiring", self.prefix)
+    }
+
     /// Base of a stage's fair queue (`jobs::fair`).
     pub fn fair(&self, queue: &str) -> String {
         format!("{}:fair:{queue}", self.prefix)

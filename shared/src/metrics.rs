@@ -6,9 +6,11 @@ use crate::cache::{CacheStatsSnapshot, CacheType, TypeStatsSnapshot};
 
 pub mod db;
 pub mod queues;
+pub mod scheduling;
 
 pub use db::{DB_OPERATIONS, DbMetrics};
 pub use queues::{QUEUE_STATES, QueueMetrics, UNFINISHED_JOB_STATES, unix_now};
+pub use scheduling::SchedulingMetrics;
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -37,10 +39,18 @@ pub const SCRAPE_OUTCOMES: &[&str] = &[
     "too_many_redirects",
     "invalid_url",
     "network",
+    "retry_after",
 ];
 
 /// Where Redis commands outside the read cache are made (the cache counts its own errors).
-pub const REDIS_COMPONENTS: &[&str] = &["queue", "scrape_cache", "embed_cache", "queue_stats"];
+pub const REDIS_COMPONENTS: &[&str] = &[
+    "queue",
+    "scrape_cache",
+    "embed_cache",
+    "queue_stats",
+    "politeness",
+    "rate_limit",
+];
 
 /// Body sizes from 1 KiB to 16 MiB.
 const BYTES_BUCKETS: &[f64] = &[
@@ -86,6 +96,7 @@ pub struct Metrics {
     pub redis_errors: IntCounterVec,
     pub db: DbMetrics,
     pub queues: QueueMetrics,
+    pub scheduling: SchedulingMetrics,
 }
 
 /// The read cache's counters, copied from its own stats at scrape time.
@@ -298,6 +309,7 @@ impl Metrics {
             )?,
             db: DbMetrics::new(&registry)?,
             queues: QueueMetrics::new()?,
+            scheduling: SchedulingMetrics::new(&registry)?,
             build_info: {
                 let g = IntGaugeVec::new(Opts::new("build_info", "Fuze build."), &["version"])?;
                 registry.register(Box::new(g.clone()))?;
@@ -420,7 +432,7 @@ impl Metrics {
     pub fn export_queue_gauges(&self) -> anyhow::Result<()> {
         self.queues.register(&self.registry)?;
         self.queues.initialise();
-        Ok(())
+        self.scheduling.export_gauges(&self.registry)
     }
 
     /// Counts a failed Redis command of `component` (one of [`REDIS_COMPONENTS`]).

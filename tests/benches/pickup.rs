@@ -2,12 +2,12 @@
 //!
 //! Saves links one at a time through the real api (each to an idle worker), then reads
 //! `jobs.started_at - jobs.created_at` from the database. A second round writes the records directly
-//! and pushes WITHOUT the pub/sub wake-up message, to measure the safety-net poll interval alone.
+//! and enqueues WITHOUT the pub/sub wake-up message, to measure the safety-net poll interval alone.
 //! Run with `make bench` (or `cargo bench -p fuze-tests --bench pickup`).
 
 use std::time::Duration;
 
-use fuze_shared::jobs::{QueueName, StageJob, queue::new_task_id, records};
+use fuze_shared::jobs::{Lane, Owner, QueueName, StageJob, Ticket, queue::new_task_id, records};
 use fuze_tests::{PageServer, TestApi, TestEnv, WorkerProcess};
 
 const ROUNDS: usize = 200;
@@ -106,6 +106,7 @@ async fn main() {
                 stage: QueueName::Scrape.as_str(),
                 bookmark_id: Some(bookmark_id),
                 max_attempts: 3,
+                lane: Lane::Interactive,
             },
         )
         .await
@@ -115,10 +116,16 @@ async fn main() {
             user_id,
             bookmark_id,
         };
+        let ticket = Ticket {
+            queue: QueueName::Scrape,
+            id: &job_id,
+            owner: Owner::User(user_id),
+            lane: Lane::Interactive,
+        };
         queues
-            .push_silently(QueueName::Scrape, &job_id, &payload)
+            .enqueue_silently(ticket, &payload, None)
             .await
-            .expect("push");
+            .expect("enqueue");
         polled.push(wait_started(&env, &job_id).await);
         tokio::time::sleep(GAP).await;
     }

@@ -57,6 +57,10 @@ impl TestEnv {
             ("FUZE_WORKER_HEARTBEAT_MS", "1000".to_owned()),
             ("FUZE_WORKER_MISSED_HEARTBEATS", "3".to_owned()),
             ("FUZE_SCRAPE_TIMEOUT_MS", "5000".to_owned()),
+            // Every page server of a test is one host (127.0.0.1): politeness would serialize
+            // them. The politeness tests turn it back on, on several loopback addresses.
+            ("FUZE_SCRAPE_HOST_CONCURRENCY", "0".to_owned()),
+            ("FUZE_SCRAPE_HOST_INTERVAL_MS", "0".to_owned()),
             ("FUZE_ADMIN_TOKEN", "test-admin-token".to_owned()),
         ]
         .into_iter()

@@ -202,18 +202,15 @@ async fn a_failed_enqueue_undoes_the_save() {
     let env = TestEnv::new().await;
     let api = TestApi::spawn(&env, &[]).await;
     let (_, token) = env.user().await;
-    // Break the queue: its task hash becomes a string, so every push fails with WRONGTYPE.
-    let queues = fuze_shared::jobs::JobQueues::new(
-        fuze_shared::redis_conn::connection_manager(&env.redis_url)
-            .await
-            .expect("redis"),
-        fuze_shared::keys::Keys::new(env.prefix.clone()),
-        env.config(&[]).worker,
+    // Break the queue: the fair queue's ticket hash becomes a string, so every enqueue fails
+    // with WRONGTYPE.
+    let data_key = format!(
+        "{}:items",
+        fuze_shared::keys::Keys::new(env.prefix.clone()).fair("scrape")
     );
-    let data_key = queues
-        .apalis_config(fuze_shared::jobs::QueueName::Scrape)
-        .job_data_hash();
-    let mut conn = queues.connection();
+    let mut conn = fuze_shared::redis_conn::connection_manager(&env.redis_url)
+        .await
+        .expect("redis");
     let _: () = redis::AsyncCommands::set(&mut conn, &data_key, "not a hash")
         .await
         .expect("set");

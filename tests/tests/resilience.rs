@@ -2,14 +2,14 @@
 //! poison payloads, transient and permanent scrape errors, the attempt cap, a Redis restart, and
 //! idle pickup without a wake-up message.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis::prelude::{TaskBuilder, TaskSink};
 use fuze_shared::{
     bookmarks,
     domain::{BookmarkUrl, JobKind, JobState},
     jobs::{
-        JobQueues, QueueName, RawPayload, StageJob,
+        JobQueues, Lane, Owner, QueueName, RawPayload, StageJob, Ticket,
         queue::new_task_id,
         records::{self, NewJob},
     },
@@ -233,13 +233,15 @@ async fn sigterm_finishes_in_flight_jobs_then_exits() {
     match record.state {
         JobState::Queued => {
             let queues = queues(&env, &[]).await;
-            let data = queues.apalis_config(QueueName::Embed).job_data_hash();
-            let known: bool = queues
-                .connection()
-                .hexists(data, &record.task_id)
+            let known = queues
+                .fair()
+                .contains(QueueName::Embed, &record.task_id)
                 .await
                 .expect("redis");
-            assert!(known, "the embed task of {record:?} is not in Redis: lost");
+            assert!(
+                known,
+                "the embed ticket of {record:?} is not in Redis: lost"
+            );
         }
         JobState::Succeeded => {}
         other => panic!("unexpected state {other:?} after a graceful stop: {record:?}"),
@@ -270,10 +272,18 @@ async fn undecodable_payload_never_kills_a_worker() {
         .await
         .expect("push garbage");
     let wrong_fields = json!({ "job": "x", "url": "http://example.com/", "attempt": 1 });
+    let (user_id, _) = env.user().await;
+    let wrong_ticket = new_task_id();
+    let ticket = Ticket {
+        queue: QueueName::Scrape,
+        id: &wrong_ticket,
+        owner: Owner::User(user_id),
+        lane: Lane::Interactive,
+    };
     queues
-        .push(QueueName::Scrape, &new_task_id(), &wrong_fields, None)
+        .enqueue(ticket, &wrong_fields, None)
         .await
-        .expect("push wrong fields");
+        .expect("enqueue wrong fields");
     wait_for_metric(
         &worker,
         "fuze_jobs_undecodable_total{queue=\"scrape\"}",
@@ -312,16 +322,20 @@ async fn undecodable_payload_never_kills_a_worker() {
         Some(1.0),
         "{text}"
     );
-    // The poison tasks are gone from the queue, not parked in flight.
+    // The poison tasks are gone from the queue, not parked in flight, and the ticket is over.
     let config = queues.apalis_config(QueueName::Scrape);
     let mut conn = queues.connection();
     let active: i64 = conn.llen(config.active_jobs_list()).await.expect("redis");
     assert_eq!(active, 0);
+    let alive = queues
+        .fair()
+        .contains(QueueName::Scrape, &wrong_ticket)
+        .await
+        .expect("redis");
+    assert!(!alive, "the undecodable job's ticket was not finished");
 }
 
-/// Backoff base of the retry test. apalis-redis schedules in whole seconds and the push rounds the
-/// due time down (see `a_delayed_task_is_never_due_before_its_delay`), so a retry may run up to 1 s
-/// early: with 1.5 s the first `retrying` window still lasts at least 0.5 s, long enough to be seen.
+/// Backoff base of the retry test: the first `retrying` window lasts 1.5 s, long enough to be seen.
 const BACKOFF_BASE_MS: i64 = 1500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -583,29 +597,30 @@ async fn idle_worker_picks_up_without_a_wakeup_message() {
                 stage: QueueName::Scrape.as_str(),
                 bookmark_id: Some(bookmark.id),
                 max_attempts: 5,
+                lane: Lane::Interactive,
             },
         )
         .await
         .expect("job record");
         tx.commit().await.expect("commit");
 
-        // Idle for 2 s, then push straight into apalis: no pub/sub wake-up is published.
+        // Idle for 2 s, then enqueue without the pub/sub wake-up message.
         tokio::time::sleep_until((idle_since + Duration::from_secs(2)).into()).await;
         let payload = StageJob {
             job_id: job_id.clone(),
             user_id,
             bookmark_id: bookmark.id,
         };
-        let task_id: TaskId = job_id.parse().expect("task id");
-        let mut storage = queues.storage(QueueName::Scrape);
-        storage
-            .push_task(
-                TaskBuilder::new(RawPayload(serde_json::to_vec(&payload).expect("json")))
-                    .task_id(task_id)
-                    .build(),
-            )
+        let ticket = Ticket {
+            queue: QueueName::Scrape,
+            id: &job_id,
+            owner: Owner::User(user_id),
+            lane: Lane::Interactive,
+        };
+        queues
+            .enqueue_silently(ticket, &payload, None)
             .await
-            .expect("push");
+            .expect("enqueue");
         let pushed = Instant::now();
 
         let started = loop {
@@ -639,39 +654,4 @@ async fn idle_worker_picks_up_without_a_wakeup_message() {
         }
         idle_since = Instant::now();
     }
-}
-
-/// apalis-redis schedules in whole seconds and `TaskBuilder::run_after` rounds *down*; Fuze rounds
-/// up, so a retry is never due before the `next_attempt_at` its job record promises.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delayed_task_is_never_due_before_its_delay() {
-    let env = TestEnv::new().await;
-    let queues = queues(&env, &[]).await;
-    let delay = Duration::from_millis(1500);
-    let task = new_task_id();
-    let before = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_secs_f64();
-    queues
-        .push(
-            QueueName::Scrape,
-            &task,
-            &json!({ "probe": true }),
-            Some(delay),
-        )
-        .await
-        .expect("push");
-    let scheduled = queues.apalis_config(QueueName::Scrape).scheduled_jobs_set();
-    let due: f64 = queues
-        .connection()
-        .zscore(scheduled, &task)
-        .await
-        .expect("the task is scheduled");
-    let promised = before + delay.as_secs_f64();
-    assert!(
-        due >= promised,
-        "pushed at {before:.3} with a {delay:?} delay, but due at {due}: {:.3} s early",
-        promised - due
-    );
 }

@@ -1,6 +1,8 @@
 //! `fuze-worker clock`: the scheduler process (apalis-cron, six-field cron with seconds).
-//! - Re-enqueues jobs whose task was lost (Redis restarted without persistence, a push that failed
-//!   after its record was written).
+//! - Re-enqueues jobs whose ticket was lost (Redis restarted without persistence, an enqueue that
+//!   failed after its record was written) or that stayed running far too long.
+//! - Sweeps apalis's data: failed jobs' deliveries past their retention, leftovers of workers
+//!   that are gone.
 //! - Enqueues a cache warm-up of the most recently seen users; with several clocks running, a
 //!   per-tick idempotency key lets exactly one of them enqueue each tick.
 
@@ -17,12 +19,13 @@ use fuze_shared::{
     redis_conn,
 };
 
-use crate::{metrics_server, reconcile, runtime::shutdown_signal};
+use crate::{jobs::deliveries, metrics_server, reconcile, runtime::shutdown_signal};
 
 struct ClockContext {
     db: sqlx::PgPool,
     queues: JobQueues,
     config: Config,
+    metrics: Metrics,
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -39,7 +42,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let port = metrics_server::spawn(
         &config.worker.metrics_host,
         config.worker.clock_metrics_port,
-        metrics,
+        metrics.clone(),
     )?;
     let schedule = cron::Schedule::from_str(&config.clock.reconcile_schedule)
         .map_err(|e| anyhow::anyhow!("invalid FUZE_CLOCK_RECONCILE_SCHEDULE: {e}"))?;
@@ -51,7 +54,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         warm = %config.clock.warm_schedule,
         "clock ready"
     );
-    let ctx = Arc::new(ClockContext { db, queues, config });
+    let ctx = Arc::new(ClockContext {
+        db,
+        queues,
+        config,
+        metrics,
+    });
     let warm_ctx = ctx.clone();
     Monitor::new()
         .register(move |restarts| {
@@ -72,11 +80,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reconciling is idempotent, so two clocks firing the same tick do no harm.
+/// Reconciling and sweeping are idempotent, so two clocks firing the same tick do no harm.
 async fn on_tick(_tick: Tick, ctx: Data<Arc<ClockContext>>) -> Result<(), BoxDynError> {
     let requeued = reconcile::requeue_stale(&ctx.db, &ctx.queues, &ctx.config).await?;
     if requeued > 0 {
-        tracing::warn!(requeued, "re-enqueued jobs whose task was lost");
+        tracing::warn!(
+            requeued,
+            "re-enqueued jobs whose ticket was lost or that ran too long"
+        );
+    }
+    for queue in QueueName::ALL {
+        let swept = deliveries::sweep(&ctx.queues, queue).await?;
+        let cleaned = &ctx.metrics.scheduling.deliveries_cleaned;
+        cleaned
+            .with_label_values(&[queue.as_str(), "expired"])
+            .inc_by(swept.expired);
+        cleaned
+            .with_label_values(&[queue.as_str(), "worker_keys"])
+            .inc_by(swept.worker_keys);
     }
     Ok(())
 }

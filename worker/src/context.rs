@@ -14,7 +14,13 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{analyze::TagIndex, embed::Embedder, scrape::Scraper};
+use crate::{
+    analyze::TagIndex,
+    embed::Embedder,
+    jobs::dispatch::Dispatchers,
+    politeness::{Politeness, robots::Robots},
+    scrape::Scraper,
+};
 
 pub struct JobContext {
     pub config: Config,
@@ -24,6 +30,11 @@ pub struct JobContext {
     pub queues: JobQueues,
     pub metrics: Metrics,
     pub scraper: Scraper,
+    /// Each host's turn, shared with every worker process.
+    pub politeness: Politeness,
+    pub robots: Robots,
+    /// Wakes this process's dispatchers when a run ends.
+    pub dispatchers: Dispatchers,
     pub embedder: Embedder,
     /// For invalidation only (generation bumps); workers keep no L1.
     pub cache: LayeredCache,

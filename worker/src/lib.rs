@@ -3,6 +3,7 @@
 //! - [`runtime`]: the worker process (apalis Monitor, wake-ups, shutdown)
 //! - [`jobs`]: job handlers and the runner that records their outcomes
 //! - [`scrape`]: SSRF-safe fetching and main-text extraction
+//! - [`politeness`]: each host's turn (in-flight cap, interval, Retry-After, breaker, robots.txt)
 //! - [`embed`]: the candle sentence-embedding engine
 //! - [`query_lane`]: answers the api's query-embedding requests
 //! - [`clock`], [`reconcile`]: the scheduler process and lost-task recovery
@@ -16,6 +17,7 @@ pub mod embed;
 pub mod jobs;
 pub mod metrics_server;
 pub mod observe;
+pub mod politeness;
 pub mod query_lane;
 pub mod reconcile;
 pub mod runtime;

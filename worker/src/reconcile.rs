@@ -1,14 +1,20 @@
-//! Finds jobs whose apalis task no longer exists in Redis and enqueues them again, so that a Redis
-//! restart without persistence (or a push lost after its record was written) loses no job.
+//! Takes back unfinished jobs that nothing will run, and enqueues them again:
+//! - jobs whose ticket is alive nowhere in Redis (a Redis restart without persistence, an
+//!   enqueue lost after its record was written);
+//! - jobs recorded as running for far longer than any run may take
+//!   (`FUZE_JOB_RUNNING_STALE_AFTER_S`): their worker died, or lost the database while settling
+//!   them and was stopped before it could write the outcome.
+//!
+//! Taking a job back gives it a new ticket first, so a run that still holds the old one (a slow
+//! worker, after all) finds the job no longer its own and changes nothing.
 
 use std::time::Duration;
 
 use apalis::prelude::BoxDynError;
 use fuze_shared::{
     config::Config,
-    jobs::{JobQueues, QueueName, queue::new_task_id},
+    jobs::{JobQueues, Lane, Owner, QueueName, StageJob, Ticket, queue::new_task_id},
 };
-use redis::AsyncCommands;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
@@ -22,23 +28,30 @@ struct Candidate {
     bookmark_id: Uuid,
     stage: String,
     task_id: String,
+    lane: Lane,
+    /// Running for longer than any run may take.
+    stuck_running: bool,
 }
 
-/// Re-enqueues unfinished jobs older than `stale_after` whose current task is unknown to Redis.
-/// Returns how many were re-enqueued.
+/// Re-enqueues unfinished jobs older than `stale_after` whose ticket is alive nowhere, and jobs
+/// running for longer than `running_stale_after`. Returns how many were re-enqueued.
 pub async fn requeue_stale(
     db: &PgPool,
     queues: &JobQueues,
     config: &Config,
 ) -> Result<usize, BoxDynError> {
     let stale: Duration = config.clock.stale_after;
+    let running_stale: Duration = config.jobs.running_stale_after;
     let candidates: Vec<Candidate> = sqlx::query_as(
-        "SELECT id, user_id, bookmark_id, stage, task_id FROM jobs \
+        "SELECT id, user_id, bookmark_id, stage, task_id, lane, \
+           (state = 'running' AND updated_at < now() - make_interval(secs => $2)) AS stuck_running \
+         FROM jobs \
          WHERE state IN ('queued', 'retrying', 'running') AND user_id IS NOT NULL AND bookmark_id IS NOT NULL \
            AND COALESCE(run_after, updated_at) < now() - make_interval(secs => $1) \
-         ORDER BY updated_at LIMIT $2",
+         ORDER BY updated_at LIMIT $3",
     )
     .bind(stale.as_secs_f64())
+    .bind(running_stale.as_secs_f64())
     .bind(BATCH)
     .fetch_all(db)
     .await?;
@@ -48,31 +61,46 @@ pub async fn requeue_stale(
         let Some(queue) = QueueName::parse(&job.stage).filter(|q| *q != QueueName::Warm) else {
             continue;
         };
-        let mut conn = queues.connection();
-        let known: bool = conn
-            .hexists(queues.apalis_config(queue).job_data_hash(), &job.task_id)
-            .await?;
-        if known {
-            continue; // apalis still has it: waiting, scheduled or in flight (orphans are its job)
+        if !job.stuck_running && queues.fair().contains(queue, &job.task_id).await? {
+            continue; // waiting, delayed, or running within its time
         }
-        // Take the job over first (only if nobody moved it on meanwhile), then push: a task must
-        // never arrive before its record names it. If the push fails, the next pass retries it.
-        let task = new_task_id();
+        // Take the job over first (only if nobody moved it on meanwhile), then enqueue: a ticket
+        // must never arrive before its record names it. If the enqueue fails, the next pass
+        // finds the new ticket alive nowhere and tries again.
+        let ticket = new_task_id();
         let taken = sqlx::query(
             "UPDATE jobs SET task_id = $3, state = 'queued', run_after = NULL, updated_at = now() \
              WHERE id = $1 AND task_id = $2 AND state IN ('queued', 'retrying', 'running')",
         )
         .bind(&job.id)
         .bind(&job.task_id)
-        .bind(&task)
+        .bind(&ticket)
         .execute(db)
         .await?;
         if taken.rows_affected() == 0 {
             continue;
         }
-        queues
-            .push_stage(queue, &task, &job.id, job.user_id, job.bookmark_id)
-            .await?;
+        if job.stuck_running {
+            tracing::warn!(
+                job = job.id,
+                stage = job.stage,
+                "taking back a job running for too long"
+            );
+            // Its old ticket is over: whatever still holds it finds the job gone.
+            queues.fair().finish(queue, &job.task_id).await?;
+        }
+        let next = Ticket {
+            queue,
+            id: &ticket,
+            owner: Owner::User(job.user_id),
+            lane: job.lane,
+        };
+        let stage = StageJob {
+            job_id: job.id.clone(),
+            user_id: job.user_id,
+            bookmark_id: job.bookmark_id,
+        };
+        queues.enqueue_stage(next, &stage).await?;
         requeued += 1;
     }
     Ok(requeued)

@@ -17,8 +17,11 @@ use fuze_shared::{
 use crate::{
     context::JobContext,
     embed::{Embedder, EmbeddingModel},
-    jobs, metrics_server,
+    jobs,
+    jobs::dispatch::Dispatchers,
+    metrics_server,
     observe::PromEmbedObserver,
+    politeness::{Politeness, robots::Robots},
     query_lane,
 };
 
@@ -65,6 +68,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.worker.metrics_port,
         metrics.clone(),
     )?;
+    let politeness = Politeness::new(
+        redis.clone(),
+        keys.clone(),
+        config.politeness.clone(),
+        config.scraper.total_timeout,
+    );
+    let robots = Robots::new(
+        redis.clone(),
+        keys.clone(),
+        config.politeness.robots_ttl,
+        &config.scraper.user_agent,
+    );
     let ctx = Arc::new(JobContext {
         config: config.clone(),
         db,
@@ -72,6 +87,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         keys,
         queues: queues.clone(),
         metrics: metrics.clone(),
+        politeness,
+        robots,
+        dispatchers: Dispatchers::default(),
         scraper,
         embedder,
         cache: worker_cache(&config)?,
@@ -81,12 +99,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(heartbeat(metrics.export_worker_heartbeat()?));
     tracing::info!(metrics_port, "worker ready");
 
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let registration = Arc::new(jobs::Registration {
         ctx: ctx.clone(),
         queues: queues.clone(),
         hub: hub.clone(),
         instance: fuze_shared::jobs::queue::new_task_id(),
         poll: config.worker.poll_interval,
+        stop: stopped,
     });
     let monitor = jobs::register_all(Monitor::new(), &registration)
         .should_restart({
@@ -108,7 +128,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 tracing::warn!(?timeout, "shutdown timeout reached; abandoning in-flight jobs");
             }
         });
-    monitor.run_with_signal(shutdown_signal()).await?;
+    let signal = async move {
+        let received = shutdown_signal().await;
+        // No more hand-overs to apalis: what is waiting stays in the fair queue for the others.
+        let _ = stop.send(true);
+        received
+    };
+    monitor.run_with_signal(signal).await?;
     tracing::info!("worker stopped");
     Ok(())
 }

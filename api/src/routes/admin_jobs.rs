@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use fuze_shared::{
     events::{self, Event},
     jobs::{
-        JobRecord, QueueName,
+        JobRecord, Lane, Owner, QueueName, StageJob, Ticket,
         admin::{self, FailedCursor},
         queue::new_task_id,
     },
@@ -39,10 +39,19 @@ struct FailedQuery {
 /// A queue as apalis-redis holds it right now (`null` counts when Redis did not answer).
 #[derive(Serialize)]
 struct QueueView {
+    /// Deliveries apalis holds for a free worker.
     ready: Option<i64>,
     scheduled: Option<i64>,
     dead: Option<i64>,
     live_workers: Option<u64>,
+    /// Jobs waiting their turn in the fair queue, per lane: `{ready, delayed}`.
+    waiting: Option<BTreeMap<&'static str, LaneView>>,
+}
+
+#[derive(Serialize)]
+struct LaneView {
+    ready: i64,
+    delayed: i64,
 }
 
 #[derive(Serialize)]
@@ -114,6 +123,19 @@ async fn overview(
             .inspect_err(|e| state.metrics.redis_error("queue_stats", e))
             .ok();
         let live_workers = state.queues.live_workers(queue).await.ok();
+        let waiting = state.queues.fair().pending(queue).await.ok().map(|lanes| {
+            Lane::ALL
+                .iter()
+                .zip(lanes)
+                .map(|(lane, p)| {
+                    let view = LaneView {
+                        ready: p.ready,
+                        delayed: p.delayed,
+                    };
+                    (lane.as_str(), view)
+                })
+                .collect()
+        });
         queues.insert(
             queue.as_str(),
             QueueView {
@@ -121,6 +143,7 @@ async fn overview(
                 scheduled: depth.map(|d| d.scheduled),
                 dead: depth.map(|d| d.dead),
                 live_workers,
+                waiting,
             },
         );
     }
@@ -211,10 +234,18 @@ async fn retry(
         ));
     };
     tx.commit().await?;
-    let pushed = state
-        .queues
-        .push_stage(queue, &task, &job.id, user_id, bookmark_id)
-        .await;
+    let ticket = Ticket {
+        queue,
+        id: &task,
+        owner: Owner::User(user_id),
+        lane: job.lane,
+    };
+    let stage = StageJob {
+        job_id: job.id.clone(),
+        user_id,
+        bookmark_id,
+    };
+    let pushed = state.queues.enqueue_stage(ticket, &stage).await;
     if let Err(e) = pushed {
         // The record says queued, so the clock's reconciler enqueues it once Redis is back.
         tracing::error!(error = ?e, job = %job.id, "retry enqueue failed");

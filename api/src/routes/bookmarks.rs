@@ -6,7 +6,7 @@ use fuze_shared::{
     cache::{CacheType, CachedValue},
     domain::{BookmarkUrl, JobKind},
     events::{self, Event},
-    jobs::{QueueName, StageJob, queue::new_task_id, records},
+    jobs::{Lane, Owner, QueueName, StageJob, Ticket, queue::new_task_id, records},
     views,
 };
 use serde::{Deserialize, Serialize};
@@ -66,6 +66,15 @@ async fn save(
     }
 
     let mut tx = state.metrics.db.begin(&state.db).await?;
+    let cap = state.config.quotas.max_pending_jobs;
+    if cap > 0 {
+        // One user's saves take turns here, so concurrent saves cannot all pass the count.
+        records::lock_user_enqueues(&mut *tx, user.0).await?;
+        if records::not_started(&mut *tx, user.0, cap).await? >= i64::from(cap) {
+            tx.rollback().await?;
+            return Err(too_many_pending_jobs(&state, cap));
+        }
+    }
     let inserted = bookmarks::insert_or_get(
         &mut tx,
         user.0,
@@ -90,21 +99,24 @@ async fn save(
             stage: QueueName::Scrape.as_str(),
             bookmark_id: Some(bookmark.id),
             max_attempts: i32::try_from(state.config.jobs.max_attempts).unwrap_or(i32::MAX),
+            lane: Lane::Interactive,
         },
     )
     .await?;
     tx.commit().await?;
-    // Commit first, so the worker always finds the record of the task it receives.
+    // Commit first, so the worker always finds the record of the ticket it receives.
     let payload = StageJob {
         job_id: job_id.clone(),
         user_id: user.0,
         bookmark_id: bookmark.id,
     };
-    if let Err(e) = state
-        .queues
-        .push(QueueName::Scrape, &job_id, &payload, None)
-        .await
-    {
+    let ticket = Ticket {
+        queue: QueueName::Scrape,
+        id: &job_id,
+        owner: Owner::User(user.0),
+        lane: Lane::Interactive,
+    };
+    if let Err(e) = state.queues.enqueue(ticket, &payload, None).await {
         tracing::error!(error = ?e, "enqueue failed; undoing the save");
         state
             .metrics
@@ -167,6 +179,23 @@ async fn already_saved(state: &AppState, bookmark: Bookmark) -> Result<HttpRespo
     let job = records::latest_for_bookmark(&state.db, bookmark.id).await?;
     let job = job.map(|j| JobView::new(j, state));
     Ok(HttpResponse::Ok().json(SaveResponse { bookmark, job }))
+}
+
+/// 429 `too_many_pending_jobs`: the user already has `cap` jobs waiting to start.
+fn too_many_pending_jobs(state: &AppState, cap: u32) -> ApiError {
+    state
+        .metrics
+        .scheduling
+        .limited
+        .with_label_values(&["/api/v1/bookmarks", "too_many_pending_jobs"])
+        .inc();
+    ApiError::Limited {
+        code: "too_many_pending_jobs",
+        message: format!(
+            "{cap} of your links are still waiting to be fetched; save more once some are done"
+        ),
+        retry_after_s: 10,
+    }
 }
 
 /// Best effort: if this fails too, the clock's reconciler enqueues the orphaned job later.

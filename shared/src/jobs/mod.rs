@@ -1,8 +1,9 @@
-//! Background jobs: payloads (pushed by the api, run by the worker), the queues on apalis-redis,
-//! Fuze's own job status records, retry policy and wake-ups.
+//! Background jobs: payloads (enqueued by the api, run by the worker), the fair queues in front of
+//! apalis-redis, Fuze's own job status records, retry policy and wake-ups.
 
 pub mod admin;
 pub mod codec;
+pub mod fair;
 pub mod payload;
 pub mod queue;
 pub mod records;
@@ -11,6 +12,7 @@ pub mod wake;
 pub mod warm;
 
 pub use codec::{PassThroughCodec, RawPayload};
+pub use fair::{Lane, Owner};
 pub use payload::{StageJob, WarmJob};
-pub use queue::{JobQueues, QueueName, WorkerStorage};
+pub use queue::{JobQueues, QueueName, Ticket, WorkerStorage};
 pub use records::JobRecord;

@@ -9,7 +9,10 @@ use apalis_redis::{ConnectionManager, RedisStorage};
 use redis::AsyncCommands;
 use serde::Serialize;
 
-use super::codec::{PassThroughCodec, RawPayload};
+use super::{
+    codec::{PassThroughCodec, RawPayload},
+    fair::{FairQueue, Lane, Owner, Place},
+};
 use crate::{config::WorkerConfig, keys::Keys};
 
 /// A queue's storage as both the api (push) and the worker (consume) see it.
@@ -46,17 +49,34 @@ impl QueueName {
     }
 }
 
-/// Handles to every queue plus the wake-up channel.
+/// Where a stage's run enters the queues: its ticket, whose turn it waits for and in which lane.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket<'a> {
+    pub queue: QueueName,
+    pub id: &'a str,
+    pub owner: Owner,
+    pub lane: Lane,
+}
+
+/// Handles to every queue: the fair queues (where jobs are enqueued), the apalis queues behind
+/// them (where the workers' dispatchers hand deliveries over), and the wake-up channel.
 #[derive(Clone)]
 pub struct JobQueues {
     conn: ConnectionManager,
     keys: Keys,
     worker: WorkerConfig,
+    fair: FairQueue,
 }
 
 impl JobQueues {
     pub fn new(conn: ConnectionManager, keys: Keys, worker: WorkerConfig) -> Self {
-        Self { conn, keys, worker }
+        let fair = FairQueue::new(conn.clone(), keys.clone());
+        Self {
+            conn,
+            keys,
+            worker,
+            fair,
+        }
     }
 
     pub fn keys(&self) -> &Keys {
@@ -68,9 +88,16 @@ impl JobQueues {
         self.conn.clone()
     }
 
+    /// The fair queues themselves (the workers take, defer and finish tickets there).
+    pub fn fair(&self) -> &FairQueue {
+        &self.fair
+    }
+
     /// apalis-redis config: our queue name (not the Rust type path), a short heartbeat so a killed
     /// worker's jobs move on within seconds, and batch size 1 (a larger batch starves heartbeats
-    /// while tasks sit buffered, and the other workers then run them twice).
+    /// while tasks sit buffered, and the other workers then run them twice). No results and no
+    /// locks: Fuze's records hold the state, and the runner removes each delivery's data itself
+    /// when it ends, which apalis's lazy lock writes would otherwise race with.
     pub fn apalis_config(&self, queue: QueueName) -> apalis_redis::Config {
         apalis_redis::Config::default()
             .queue(self.keys.queue(queue.as_str()))
@@ -79,6 +106,7 @@ impl JobQueues {
             .missed_heartbeats(self.worker.missed_heartbeats)
             .emit_events(false)
             .persist_results(false)
+            .lock_tasks(false)
     }
 
     pub fn storage(&self, queue: QueueName) -> WorkerStorage {
@@ -87,74 +115,81 @@ impl JobQueues {
             .with_codec(PassThroughCodec)
     }
 
-    /// Pushes a payload under a task id we chose (apalis would not tell us its own), then wakes workers.
-    pub async fn push<T: Serialize>(
+    /// Enqueues a run of a job in the fair queue (after `delay`, if given), then wakes the
+    /// workers' dispatchers. Retries and deferred runs go to the front of their owner's list
+    /// when due: they already had their turn once.
+    pub async fn enqueue<T: Serialize>(
         &self,
-        queue: QueueName,
-        task_id: &str,
-        payload: &T,
-        run_after: Option<Duration>,
+        ticket: Ticket<'_>,
+        job: &T,
+        delay: Option<Duration>,
     ) -> anyhow::Result<()> {
-        self.push_task(queue, task_id, payload, run_after).await?;
-        if run_after.is_none() {
-            self.wake(queue).await;
+        self.enqueue_silently(ticket, job, delay).await?;
+        if delay.is_none() {
+            self.wake(ticket.queue).await;
         }
         Ok(())
     }
 
-    /// Pushes the payload of an ingest job's stage (`queue`), for code that restarts a stage from its
-    /// record (the reconciler, an admin retry). Warm jobs keep no record, so they have no stage.
-    pub async fn push_stage(
+    /// Enqueues the run of an ingest job's stage (`ticket.queue`), for code that restarts a stage
+    /// from its record (the reconciler, an admin retry). Warm jobs keep no record, so no stage.
+    pub async fn enqueue_stage(
         &self,
-        queue: QueueName,
-        task_id: &str,
-        job_id: &str,
-        user_id: uuid::Uuid,
-        bookmark_id: uuid::Uuid,
+        ticket: Ticket<'_>,
+        job: &super::StageJob,
     ) -> anyhow::Result<()> {
         anyhow::ensure!(
-            queue != QueueName::Warm,
+            ticket.queue != QueueName::Warm,
             "warm jobs have no stage to restart"
         );
-        let job = super::StageJob {
-            job_id: job_id.to_owned(),
-            user_id,
-            bookmark_id,
+        self.enqueue(ticket, job, None).await
+    }
+
+    /// Enqueues without the wake-up message: dispatchers find it on their next poll. For
+    /// measurements.
+    pub async fn enqueue_silently<T: Serialize>(
+        &self,
+        ticket: Ticket<'_>,
+        job: &T,
+        delay: Option<Duration>,
+    ) -> anyhow::Result<()> {
+        let place = if delay.is_some() {
+            Place::Front
+        } else {
+            Place::Back
         };
-        self.push(queue, task_id, &job, None).await
+        self.fair
+            .enqueue(
+                ticket.queue,
+                ticket.id,
+                ticket.owner,
+                ticket.lane,
+                job,
+                delay,
+                place,
+            )
+            .await
+            .with_context(|| format!("failed to enqueue to the {} queue", ticket.queue.as_str()))
     }
 
-    /// Pushes without the wake-up message: workers find it on their next poll. For measurements.
-    pub async fn push_silently<T: Serialize>(
+    /// Hands a taken ticket's envelope to apalis under a fresh task id, then wakes the workers.
+    /// Returns the task id.
+    pub async fn hand_to_runner(
         &self,
         queue: QueueName,
-        task_id: &str,
-        payload: &T,
-    ) -> anyhow::Result<()> {
-        self.push_task(queue, task_id, payload, None).await
-    }
-
-    async fn push_task<T: Serialize>(
-        &self,
-        queue: QueueName,
-        task_id: &str,
-        payload: &T,
-        run_after: Option<Duration>,
-    ) -> anyhow::Result<()> {
-        let bytes = serde_json::to_vec(payload).context("failed to encode job payload")?;
+        envelope: Vec<u8>,
+    ) -> anyhow::Result<String> {
+        let task_id = new_task_id();
         let id: TaskId = task_id
             .parse()
             .map_err(|e| anyhow::anyhow!("bad task id {task_id}: {e:?}"))?;
-        let mut builder = TaskBuilder::new(RawPayload(bytes)).task_id(id);
-        if let Some(delay) = run_after {
-            builder = builder.run_at_timestamp(due_second(SystemTime::now() + delay));
-        }
         let mut storage = self.storage(queue);
         storage
-            .push_task(builder.build())
+            .push_task(TaskBuilder::new(RawPayload(envelope)).task_id(id).build())
             .await
             .map_err(|e| anyhow::anyhow!("failed to push to queue {}: {e}", queue.as_str()))?;
-        Ok(())
+        self.wake(queue).await;
+        Ok(task_id)
     }
 
     /// Workers of `queue` whose last heartbeat is recent enough that their jobs are still theirs.
@@ -170,7 +205,7 @@ impl JobQueues {
             .await
     }
 
-    /// Best effort: a lost wake-up only costs the workers' poll interval.
+    /// Best effort: a lost wake-up only costs the dispatchers' poll interval.
     async fn wake(&self, queue: QueueName) {
         let mut conn = self.conn.clone();
         let published: redis::RedisResult<i64> =
@@ -179,13 +214,6 @@ impl JobQueues {
             tracing::warn!(error = %e, "failed to publish worker wake-up");
         }
     }
-}
-
-/// apalis-redis schedules in whole seconds and `run_after` rounds down, which would run a task up to
-/// a second early; round up instead, so a retry never comes before the time its record promises.
-fn due_second(at: SystemTime) -> u64 {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    since.as_secs() + u64::from(since.subsec_nanos() > 0)
 }
 
 /// A fresh job/task id (ULID: sortable, unique across processes).

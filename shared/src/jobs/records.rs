@@ -8,6 +8,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
+use super::Lane;
 use crate::domain::JobState;
 
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
@@ -23,6 +24,8 @@ pub struct JobRecord {
     pub error_code: Option<String>,
     pub error: Option<String>,
     pub bookmark_id: Option<Uuid>,
+    pub lane: Lane,
+    /// The ticket of the run allowed now (see `jobs::fair`).
     #[serde(skip)]
     pub task_id: String,
     pub run_after: Option<DateTime<Utc>>,
@@ -33,9 +36,9 @@ pub struct JobRecord {
 }
 
 pub(super) const COLUMNS: &str = "id, user_id, kind, stage, state, attempts, total_attempts, max_attempts, error_code, error, \
-     bookmark_id, task_id, run_after, created_at, updated_at, started_at, finished_at";
+     bookmark_id, lane, task_id, run_after, created_at, updated_at, started_at, finished_at";
 
-/// A new queued job whose first apalis task id equals the job id.
+/// A new queued job whose first ticket equals the job id.
 pub struct NewJob<'a> {
     pub id: &'a str,
     pub user_id: Uuid,
@@ -43,12 +46,13 @@ pub struct NewJob<'a> {
     pub stage: &'a str,
     pub bookmark_id: Option<Uuid>,
     pub max_attempts: i32,
+    pub lane: Lane,
 }
 
 pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob<'_>) -> sqlx::Result<JobRecord> {
     sqlx::query_as(&format!(
-        "INSERT INTO jobs (id, user_id, kind, stage, state, max_attempts, bookmark_id, task_id) \
-         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $1) RETURNING {COLUMNS}"
+        "INSERT INTO jobs (id, user_id, kind, stage, state, max_attempts, bookmark_id, lane, task_id) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $1) RETURNING {COLUMNS}"
     ))
     .bind(job.id)
     .bind(job.user_id)
@@ -56,6 +60,31 @@ pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob<'_>) -> sqlx::Result<J
     .bind(job.stage)
     .bind(job.max_attempts)
     .bind(job.bookmark_id)
+    .bind(job.lane)
+    .fetch_one(db)
+    .await
+}
+
+/// Makes the transaction's other enqueues of this user wait until it ends (a transaction-level
+/// advisory lock keyed by the user), so a check of the user's pending jobs and the insert that
+/// follows it are one step for concurrent requests.
+pub async fn lock_user_enqueues(db: impl PgExecutor<'_>, user_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
+        .bind(user_id)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// How many of the user's jobs are queued and not started yet, counting at most `cap` of them
+/// (so the count costs the same however many there are).
+pub async fn not_started(db: impl PgExecutor<'_>, user_id: Uuid, cap: u32) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE user_id = $1 AND state = 'queued' \
+           AND started_at IS NULL LIMIT $2) AS waiting",
+    )
+    .bind(user_id)
+    .bind(i64::from(cap))
     .fetch_one(db)
     .await
 }
@@ -137,79 +166,129 @@ pub async fn find(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<JobR
         .await
 }
 
-/// Hands the job to its next stage under a new task id.
+// Every change a run makes to its job is guarded by the run's ticket: a run whose job was taken
+// over meanwhile (the reconciler gave it a new ticket) changes nothing and learns so.
+
+/// Hands the job from the run holding `ticket` to its next stage under `next_ticket`. Returns
+/// the job's lane, or `None` when the run no longer holds the job.
 pub async fn advance(
     db: impl PgExecutor<'_>,
     id: &str,
+    ticket: &str,
     stage: &str,
-    task_id: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE jobs SET stage = $2, task_id = $3, state = 'queued', attempts = 0, error_code = NULL, \
-         error = NULL, updated_at = now() WHERE id = $1",
+    next_ticket: &str,
+) -> sqlx::Result<Option<Lane>> {
+    sqlx::query_scalar(
+        "UPDATE jobs SET stage = $3, task_id = $4, state = 'queued', attempts = 0, error_code = NULL, \
+         error = NULL, updated_at = now() WHERE id = $1 AND task_id = $2 RETURNING lane",
     )
     .bind(id)
+    .bind(ticket)
     .bind(stage)
-    .bind(task_id)
-    .execute(db)
+    .bind(next_ticket)
+    .fetch_optional(db)
     .await
-    .map(drop)
 }
 
-/// Schedules another attempt of `stage` under a new task id.
+/// Schedules another attempt of `stage` under `next_ticket`. Returns the job's lane, or `None`
+/// when the run holding `ticket` no longer holds the job.
+#[allow(clippy::too_many_arguments)]
 pub async fn schedule_retry(
     db: impl PgExecutor<'_>,
     id: &str,
+    ticket: &str,
     stage: &str,
-    task_id: &str,
+    next_ticket: &str,
     error_code: &str,
     error: &str,
     run_after: DateTime<Utc>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'retrying', stage = $2, task_id = $3, error_code = $4, error = $5, \
-         run_after = $6, updated_at = now() WHERE id = $1",
+) -> sqlx::Result<Option<Lane>> {
+    sqlx::query_scalar(
+        "UPDATE jobs SET state = 'retrying', stage = $3, task_id = $4, error_code = $5, error = $6, \
+         run_after = $7, updated_at = now() WHERE id = $1 AND task_id = $2 RETURNING lane",
     )
     .bind(id)
+    .bind(ticket)
     .bind(stage)
-    .bind(task_id)
+    .bind(next_ticket)
+    .bind(error_code)
+    .bind(error)
+    .bind(run_after)
+    .fetch_optional(db)
+    .await
+}
+
+/// Gives back the attempt the run holding `ticket` claimed: it could not do its work for a
+/// reason that is not the job's (its site asked to wait). The job waits until `run_after` under
+/// the same ticket. Returns false when the run no longer holds the job.
+pub async fn defer(
+    db: impl PgExecutor<'_>,
+    id: &str,
+    ticket: &str,
+    error_code: &str,
+    error: &str,
+    run_after: DateTime<Utc>,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'retrying', attempts = GREATEST(attempts - 1, 0), \
+           total_attempts = GREATEST(total_attempts - 1, 0), error_code = $3, error = $4, \
+           run_after = $5, updated_at = now() WHERE id = $1 AND task_id = $2",
+    )
+    .bind(id)
+    .bind(ticket)
     .bind(error_code)
     .bind(error)
     .bind(run_after)
     .execute(db)
-    .await
-    .map(drop)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
-/// Marks the job done; returns the seconds since its bookmark was saved (the save → ready
-/// latency users feel), if the job has a bookmark.
-pub async fn succeed(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<f64>> {
+/// What [`succeed`] found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Settled {
+    /// Done; the seconds since its bookmark was saved, if it has one.
+    Done { since_save_s: Option<f64> },
+    /// The run no longer holds the job.
+    NotHeld,
+}
+
+/// Marks the job done; reports the seconds since its bookmark was saved (the save → ready
+/// latency users feel).
+pub async fn succeed(db: impl PgExecutor<'_>, id: &str, ticket: &str) -> sqlx::Result<Settled> {
     let row: Option<(Option<f64>,)> = sqlx::query_as(
         "UPDATE jobs SET state = 'succeeded', error_code = NULL, error = NULL, updated_at = now(), \
-         finished_at = now() WHERE id = $1 \
+         finished_at = now() WHERE id = $1 AND task_id = $2 \
          RETURNING (SELECT EXTRACT(EPOCH FROM clock_timestamp() - saved_at)::float8 \
                     FROM saved_content WHERE saved_content.id = jobs.bookmark_id)",
     )
     .bind(id)
+    .bind(ticket)
     .fetch_optional(db)
     .await?;
-    Ok(row.and_then(|(s,)| s))
+    Ok(match row {
+        Some((since_save_s,)) => Settled::Done { since_save_s },
+        None => Settled::NotHeld,
+    })
 }
 
+/// Marks the job failed. Returns false when the run holding `ticket` no longer holds the job.
 pub async fn fail(
     db: impl PgExecutor<'_>,
     id: &str,
+    ticket: &str,
     error_code: &str,
     error: &str,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'failed', error_code = $2, error = $3, updated_at = now(), \
-         finished_at = now() WHERE id = $1",
+) -> sqlx::Result<bool> {
+    let done = sqlx::query(
+        "UPDATE jobs SET state = 'failed', error_code = $3, error = $4, updated_at = now(), \
+         finished_at = now() WHERE id = $1 AND task_id = $2",
     )
     .bind(id)
+    .bind(ticket)
     .bind(error_code)
     .bind(error)
     .execute(db)
-    .await
-    .map(drop)
+    .await?;
+    Ok(done.rows_affected() > 0)
 }

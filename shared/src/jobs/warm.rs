@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use uuid::Uuid;
 
-use super::{JobQueues, QueueName, WarmJob, queue::new_task_id};
+use super::{JobQueues, Lane, Owner, QueueName, Ticket, WarmJob, queue::new_task_id};
 
 /// How long a tick's idempotency key lives: long after every clock has seen that tick.
 const TICK_KEY_TTL: Duration = Duration::from_secs(3600);
@@ -38,15 +38,21 @@ pub async fn request_tick(queues: &JobQueues, tick_unix_s: u64) -> anyhow::Resul
     Ok(true)
 }
 
-/// Enqueues a warm-up (of one user, or of the most active users) now.
+/// Enqueues a warm-up (of one user, or of the most active users) now, in the bulk lane: the
+/// cache fills on demand anyway, so no user's own work waits behind it.
 pub async fn push(queues: &JobQueues, user_id: Option<Uuid>, reason: &str) -> anyhow::Result<()> {
     let job = WarmJob {
         user_id,
         reason: reason.to_owned(),
     };
-    queues
-        .push(QueueName::Warm, &new_task_id(), &job, None)
-        .await
+    let id = new_task_id();
+    let ticket = Ticket {
+        queue: QueueName::Warm,
+        id: &id,
+        owner: user_id.map_or(Owner::System, Owner::User),
+        lane: Lane::Bulk,
+    };
+    queues.enqueue(ticket, &job, None).await
 }
 
 /// `SET key 1 NX PX ttl`: true for the one caller that set it.

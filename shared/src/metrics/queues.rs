@@ -7,12 +7,15 @@ use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 use sqlx::PgPool;
 
 use super::Metrics;
-use crate::jobs::{JobQueues, QueueName};
+use crate::{
+    clock::now_ms,
+    jobs::{JobQueues, Lane, QueueName},
+};
 
-/// Where a task sits in apalis-redis: `ready` (the active list), `scheduled` (the scheduled set:
-/// every push lands there first, retries wait there), `dead`. There is no `inflight`: with
-/// `persist_results(false)` apalis never acknowledges, so its per-worker inflight sets only grow
-/// (every task a live worker ever fetched); running jobs come from the job records instead.
+/// Where a delivery sits in apalis-redis: `ready` (the active list), `scheduled` (the scheduled
+/// set, where every push lands first), `dead` (never used by Fuze: stays 0 unless something else
+/// writes the queue). Jobs waiting their turn are in the fair queues (`jobs_pending`); running
+/// jobs come from the job records.
 pub const QUEUE_STATES: &[&str] = &["ready", "scheduled", "dead"];
 /// Unfinished job records in PostgreSQL, by state.
 pub const UNFINISHED_JOB_STATES: &[&str] = &["queued", "retrying", "running"];
@@ -54,9 +57,10 @@ impl QueueMetrics {
         let oldest_pending_age = GaugeVec::new(
             Opts::new(
                 "job_oldest_pending_age_seconds",
-                "How long the oldest runnable, not yet started job has waited (0 when none).",
+                "How long the oldest runnable, not yet started job of each stage and lane has \
+                 waited (0 when none).",
             ),
-            &["queue"],
+            &["queue", "lane"],
         )?;
         Ok(Self {
             depth,
@@ -84,7 +88,11 @@ impl QueueMetrics {
                 self.unfinished_jobs.with_label_values(&[q, s]).set(0);
             }
             self.live_workers.with_label_values(&[q]).set(0);
-            self.oldest_pending_age.with_label_values(&[q]).set(0.0);
+            for lane in Lane::ALL.map(Lane::as_str) {
+                self.oldest_pending_age
+                    .with_label_values(&[q, lane])
+                    .set(0.0);
+            }
         }
     }
 }
@@ -118,6 +126,7 @@ pub async fn queue_depth(queues: &JobQueues, queue: QueueName) -> redis::RedisRe
 #[derive(sqlx::FromRow)]
 struct UnfinishedRow {
     stage: String,
+    lane: String,
     state: String,
     jobs: i64,
     oldest_pending_s: f64,
@@ -150,6 +159,30 @@ impl Metrics {
                         .set(i64::try_from(n).unwrap_or(i64::MAX)),
                     Err(e) => self.redis_error("queue_stats", &e),
                 }
+                match queues.fair().pending(queue).await {
+                    Ok(lanes) => {
+                        for (lane, pending) in Lane::ALL.iter().zip(lanes) {
+                            let gauge = &self.scheduling.pending;
+                            let l = lane.as_str();
+                            gauge.with_label_values(&[q, l, "ready"]).set(pending.ready);
+                            gauge
+                                .with_label_values(&[q, l, "delayed"])
+                                .set(pending.delayed);
+                        }
+                    }
+                    Err(e) => self.redis_error("queue_stats", &e),
+                }
+            }
+            let mut conn = queues.connection();
+            let open: redis::RedisResult<i64> = redis::cmd("ZCOUNT")
+                .arg(queues.keys().open_breakers())
+                .arg(now_ms())
+                .arg("+inf")
+                .query_async(&mut conn)
+                .await;
+            match open {
+                Ok(n) => self.scheduling.open_breakers.set(n),
+                Err(e) => self.redis_error("queue_stats", &e),
             }
         };
         let db_side = async {
@@ -170,31 +203,36 @@ impl Metrics {
         for q in QueueName::ALL.map(QueueName::as_str) {
             let mine = || rows.iter().filter(move |r| r.stage == q);
             for state in UNFINISHED_JOB_STATES {
-                let jobs = mine().find(|r| r.state == *state).map_or(0, |r| r.jobs);
+                let jobs = mine().filter(|r| r.state == *state).map(|r| r.jobs).sum();
                 self.queues
                     .unfinished_jobs
                     .with_label_values(&[q, state])
                     .set(jobs);
             }
-            let oldest = mine().map(|r| r.oldest_pending_s).fold(0.0, f64::max);
-            self.queues
-                .oldest_pending_age
-                .with_label_values(&[q])
-                .set(oldest);
+            for lane in Lane::ALL.map(Lane::as_str) {
+                let oldest = mine()
+                    .filter(|r| r.lane == lane)
+                    .map(|r| r.oldest_pending_s)
+                    .fold(0.0, f64::max);
+                self.queues
+                    .oldest_pending_age
+                    .with_label_values(&[q, lane])
+                    .set(oldest);
+            }
         }
     }
 }
 
-/// Unfinished jobs per stage and state, with the wait of the oldest one that could run now
-/// (queued or retrying and due). Uses the `(state, updated_at)` index.
+/// Unfinished jobs per stage, lane and state, with the wait of the oldest one that could run
+/// now (queued or retrying and due). Uses the `(state, updated_at)` index.
 async fn unfinished_jobs(db: &PgPool) -> sqlx::Result<Vec<UnfinishedRow>> {
     sqlx::query_as(
-        "SELECT stage, state, count(*)::int8 AS jobs, \
+        "SELECT stage, lane, state, count(*)::int8 AS jobs, \
            COALESCE(EXTRACT(EPOCH FROM now() - min(COALESCE(run_after, updated_at)) \
              FILTER (WHERE state IN ('queued', 'retrying') AND COALESCE(run_after, updated_at) <= now())), 0)::float8 \
              AS oldest_pending_s \
          FROM jobs WHERE state IN ('queued', 'retrying', 'running') AND stage IS NOT NULL \
-         GROUP BY stage, state",
+         GROUP BY stage, lane, state",
     )
     .fetch_all(db)
     .await

@@ -7,7 +7,11 @@ use fuze_shared::{
     jobs::{QueueName, StageJob, records},
 };
 
-use super::{Failure, job::Job};
+use super::{
+    Failure,
+    job::{Admission, Job},
+    runner::Run,
+};
 use crate::{
     analyze::{self, TagIndex, quality::QualityInputs},
     context::JobContext,
@@ -27,6 +31,7 @@ impl Job for Analyze {
     /// The bookmark is already searchable when its analysis fails.
     const FAILURE_FAILS_BOOKMARK: bool = false;
     type Payload = StageJob;
+    type Permit = ();
 
     fn concurrency(config: &Config) -> usize {
         config.worker.analyze_concurrency
@@ -36,12 +41,16 @@ impl Job for Analyze {
         Some(job)
     }
 
-    async fn run(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
-        analyze_bookmark(ctx, job).await
+    async fn admit(_: &JobContext, _: &StageJob) -> Admission<()> {
+        Admission::Go(())
+    }
+
+    async fn run(ctx: &JobContext, run: &Run, job: StageJob, _: ()) -> Result<(), Failure> {
+        analyze_bookmark(ctx, run, job).await
     }
 }
 
-async fn analyze_bookmark(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
+async fn analyze_bookmark(ctx: &JobContext, run: &Run, job: StageJob) -> Result<(), Failure> {
     let source = analysis::source(&ctx.db, job.user_id, job.bookmark_id)
         .await?
         .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
@@ -85,7 +94,9 @@ async fn analyze_bookmark(ctx: &JobContext, job: StageJob) -> Result<(), Failure
             "the bookmark was deleted",
         ));
     }
-    records::succeed(&ctx.db, &job.job_id).await?;
+    if records::succeed(&ctx.db, &job.job_id, &run.ticket).await? == records::Settled::NotHeld {
+        return Err(Failure::Superseded);
+    }
     ctx.bookmarks_changed(job.user_id).await;
     Ok(())
 }

@@ -6,11 +6,15 @@ use fuze_shared::query_lane::{decode_vector, encode_vector};
 use fuze_shared::{
     bookmarks,
     config::Config,
-    jobs::{QueueName, StageJob},
+    jobs::{Owner, QueueName, StageJob},
 };
 use redis::AsyncCommands;
 
-use super::{Failure, job::Job, runner};
+use super::{
+    Failure,
+    job::{Admission, Job},
+    runner::{self, Run},
+};
 use crate::context::JobContext;
 
 /// Embeds a scraped bookmark and stores the vector.
@@ -19,6 +23,7 @@ pub struct Embed;
 impl Job for Embed {
     const QUEUE: QueueName = QueueName::Embed;
     type Payload = StageJob;
+    type Permit = ();
 
     fn concurrency(config: &Config) -> usize {
         config.worker.embed_concurrency
@@ -28,12 +33,16 @@ impl Job for Embed {
         Some(job)
     }
 
-    async fn run(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
-        embed(ctx, job).await
+    async fn admit(_: &JobContext, _: &StageJob) -> Admission<()> {
+        Admission::Go(())
+    }
+
+    async fn run(ctx: &JobContext, run: &Run, job: StageJob, _: ()) -> Result<(), Failure> {
+        embed(ctx, run, job).await
     }
 }
 
-async fn embed(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
+async fn embed(ctx: &JobContext, run: &Run, job: StageJob) -> Result<(), Failure> {
     let text = bookmarks::text_to_embed(&ctx.db, job.user_id, job.bookmark_id)
         .await?
         .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
@@ -62,12 +71,15 @@ async fn embed(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
     ctx.metrics.save_to_ready.observe(seconds);
     // The analysis follows as the job's last stage.
     ctx.bookmarks_changed(job.user_id).await;
-    let next = StageJob {
-        job_id: job.job_id.clone(),
-        user_id: job.user_id,
-        bookmark_id: job.bookmark_id,
-    };
-    runner::hand_off(ctx, &job.job_id, QueueName::Analyze, &next).await
+    runner::hand_off(
+        ctx,
+        run,
+        &job.job_id,
+        Owner::User(job.user_id),
+        QueueName::Analyze,
+        &job,
+    )
+    .await
 }
 
 /// The cached embedding of `text`, or a fresh one (then cached for the configured TTL).

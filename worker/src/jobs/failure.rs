@@ -1,11 +1,29 @@
-//! How a stage fails: permanently (fail the job now) or transiently (retry with backoff).
+//! How a stage fails: permanently (fail the job now), transiently (retry with backoff), for a
+//! while for reasons that are not the job's (wait without spending an attempt), or because the
+//! job was taken over by another run meanwhile.
+
+use std::time::Duration;
 
 use crate::scrape::ScrapeError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    Permanent { code: &'static str, message: String },
-    Transient { code: &'static str, message: String },
+    Permanent {
+        code: &'static str,
+        message: String,
+    },
+    Transient {
+        code: &'static str,
+        message: String,
+    },
+    /// Try again after `wait`, and give the attempt back (a site asked us to come back later).
+    Deferred {
+        code: &'static str,
+        message: String,
+        wait: Duration,
+    },
+    /// The run no longer holds its job (the reconciler gave the job a new ticket): stop quietly.
+    Superseded,
 }
 
 impl Failure {
@@ -25,13 +43,19 @@ impl Failure {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Permanent { code, .. } | Self::Transient { code, .. } => code,
+            Self::Permanent { code, .. }
+            | Self::Transient { code, .. }
+            | Self::Deferred { code, .. } => code,
+            Self::Superseded => "superseded",
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Self::Permanent { message, .. } | Self::Transient { message, .. } => message,
+            Self::Permanent { message, .. }
+            | Self::Transient { message, .. }
+            | Self::Deferred { message, .. } => message,
+            Self::Superseded => "the job was taken over by another run",
         }
     }
 }
@@ -49,6 +73,13 @@ pub const BLOCKED_TARGET_MESSAGE: &str =
 
 impl From<ScrapeError> for Failure {
     fn from(e: ScrapeError) -> Self {
+        if let ScrapeError::SlowDown { wait, .. } = &e {
+            return Self::Deferred {
+                code: e.class(),
+                message: e.to_string(),
+                wait: *wait,
+            };
+        }
         if let ScrapeError::BlockedTarget(detail) = &e {
             tracing::warn!(detail, "scrape target refused by the SSRF guard");
             return Self::permanent(e.class(), BLOCKED_TARGET_MESSAGE);

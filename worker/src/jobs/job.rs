@@ -1,10 +1,11 @@
-//! One job type = one [`Job`] impl: its queue, how many run at once, whether it has a record, and
-//! what it does. [`register_all`] is the one list of the job types a worker runs.
+//! One job type = one [`Job`] impl: its queue, how many run at once, whether it has a record,
+//! what must be true before it runs, and what it does. [`register_all`] is the one list of the
+//! job types a worker runs.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use apalis::prelude::{
-    BackendExt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt,
+    BackendExt, BoxDynError, Data, Monitor, TaskId, WorkerBuilder, WorkerBuilderExt, WorkerContext,
 };
 use fuze_shared::{
     config::Config,
@@ -15,7 +16,10 @@ use fuze_shared::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::{Failure, analyze::Analyze, embed::Embed, runner, scrape::Scrape, warm::Warm};
+use super::{
+    Failure, analyze::Analyze, deliveries::Delivery, dispatch, embed::Embed, runner, runner::Run,
+    scrape::Scrape, warm::Warm,
+};
 use crate::context::{JobContext, SharedContext};
 
 pub trait Job: Send + Sync + 'static {
@@ -26,6 +30,8 @@ pub trait Job: Send + Sync + 'static {
     const FAILURE_FAILS_BOOKMARK: bool = true;
 
     type Payload: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
+    /// What [`Job::admit`] hands to [`Job::run`] (a host lease, say).
+    type Permit: Send;
 
     /// How many of these one worker process runs at once.
     fn concurrency(config: &Config) -> usize;
@@ -34,10 +40,31 @@ pub trait Job: Send + Sync + 'static {
     /// record (claimed, retried and settled by the runner only when it has one).
     fn record(job: &Self::Payload) -> Option<&StageJob>;
 
+    /// Whether the job may run now. Asked before the claim: a job told to wait spends no
+    /// attempt and holds no worker slot while it waits.
+    fn admit(
+        ctx: &JobContext,
+        job: &Self::Payload,
+    ) -> impl Future<Output = Admission<Self::Permit>> + Send;
+
     fn run(
         ctx: &JobContext,
+        run: &Run,
         job: Self::Payload,
+        permit: Self::Permit,
     ) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+/// The answer of [`Job::admit`].
+#[derive(Debug)]
+pub enum Admission<P> {
+    /// Run now.
+    Go(P),
+    /// Not now: the job waits `wait` in the fair queue. `reason` is a metric label.
+    Wait {
+        wait: Duration,
+        reason: &'static str,
+    },
 }
 
 /// What registering a job type's apalis worker needs.
@@ -48,9 +75,11 @@ pub struct Registration {
     /// Unique per process: apalis refuses a worker name whose heartbeat is still fresh.
     pub instance: String,
     pub poll: Duration,
+    /// Turns true at shutdown: the dispatchers stop handing work to apalis.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Every job type this worker runs, one apalis worker each.
+/// Every job type this worker runs: one apalis worker and one dispatcher each.
 pub fn register_all(monitor: Monitor, r: &Arc<Registration>) -> Monitor {
     let monitor = register::<Scrape>(monitor, r);
     let monitor = register::<Embed>(monitor, r);
@@ -59,22 +88,36 @@ pub fn register_all(monitor: Monitor, r: &Arc<Registration>) -> Monitor {
 }
 
 fn register<J: Job>(monitor: Monitor, r: &Arc<Registration>) -> Monitor {
+    let concurrency = J::concurrency(&r.ctx.config).max(1);
+    tokio::spawn(dispatch::run(
+        r.ctx.clone(),
+        J::QUEUE,
+        u32::try_from(concurrency).unwrap_or(u32::MAX),
+        r.hub.subscribe(J::QUEUE),
+        r.stop.clone(),
+    ));
     let r = r.clone();
     monitor.register(move |restarts| {
         let strategy = WakeOrInterval::new(r.hub.subscribe(J::QUEUE), r.poll);
         WorkerBuilder::new(format!("{}-{}-{restarts}", J::QUEUE.as_str(), r.instance))
             .backend(r.queues.storage(J::QUEUE).poll_with_strategy(strategy))
-            .concurrency(J::concurrency(&r.ctx.config).max(1))
+            .concurrency(concurrency)
             .data(r.ctx.clone())
             .build(handle::<J>)
     })
 }
 
-/// The apalis handler of every job type.
+/// The apalis handler of every job type. It never fails: the runner settles every outcome.
 async fn handle<J: Job>(
     payload: RawPayload,
     task_id: TaskId,
+    worker: WorkerContext,
     ctx: Data<SharedContext>,
 ) -> Result<(), BoxDynError> {
-    runner::run::<J>(&ctx, &payload, &task_id).await
+    let delivery = Delivery {
+        task_id: task_id.to_string(),
+        worker: worker.name().to_owned(),
+    };
+    runner::run::<J>(&ctx, &payload, &delivery).await;
+    Ok(())
 }

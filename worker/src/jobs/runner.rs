@@ -1,103 +1,199 @@
-//! The bookkeeping around every job stage.
+//! The bookkeeping around every run of a job.
 //!
-//! apalis-redis retries every failure linearly up to a hard-coded 25 attempts and cannot tell a
-//! retry from a dead job, so stages never return errors to apalis: the runner records the outcome
-//! in Fuze's job record and schedules retries itself (exponential backoff, a real attempt cap).
-//! Only infrastructure errors around the record itself go back to apalis, to be run again.
+//! A delivery from apalis carries an envelope (`jobs::fair`): a ticket, its owner and lane, and
+//! the job. For each one the runner
+//! 1. asks the job whether it may run now ([`Job::admit`]: its site's turn, robots.txt). If not,
+//!    the ticket goes back to wait in the fair queue, with no claim and no attempt spent, and the
+//!    worker slot goes to other work;
+//! 2. claims the job's record for the ticket (one attempt). A database that does not answer sends
+//!    the ticket back to wait a second instead: the job is never lost with the delivery;
+//! 3. runs the job under the job timeout, a panic counting as a transient failure;
+//! 4. settles the outcome in the record: done, a retry with backoff under a new ticket, failed,
+//!    or deferred (the attempt given back). Settling retries until the database answers, so a
+//!    job whose outcome cannot be written now is not left `running` for good; a shutdown ends the
+//!    wait, and the reconciler later takes back a job left running;
+//! 5. finishes the ticket and removes the delivery's data from apalis ([`super::deliveries`]).
+//!
+//! apalis never sees an error: it would retry linearly up to a hard-coded 25 times and cannot
+//! tell a retry from a dead job.
 
 use std::{
     panic::AssertUnwindSafe,
     time::{Duration, Instant},
 };
 
-use apalis::prelude::{BoxDynError, TaskId};
 use chrono::Utc;
 use futures::FutureExt;
 use fuze_shared::{
     bookmarks,
     jobs::{
-        QueueName, RawPayload, StageJob,
+        Lane, Owner, QueueName, RawPayload, StageJob, Ticket,
+        fair::Envelope,
         queue::new_task_id,
-        records,
+        records::{self, Claimed},
         retry::{self, RetryDecision},
     },
 };
 use serde::Serialize;
 
-use super::{Failure, job::Job};
+use super::{
+    Failure,
+    deliveries::{self, Delivery, Retention},
+    job::{Admission, Job},
+};
 use crate::context::JobContext;
 
-/// Runs one delivery of a task of `J`'s queue.
-pub async fn run<J: Job>(
-    ctx: &JobContext,
-    payload: &RawPayload,
-    task_id: &TaskId,
-) -> Result<(), BoxDynError> {
+/// One run of a job: the ticket it holds and where that ticket waits.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub queue: QueueName,
+    pub ticket: String,
+    pub lane: Lane,
+}
+
+/// The ticket of an envelope whose job does not decode.
+#[derive(serde::Deserialize)]
+struct TicketOnly {
+    ticket: String,
+}
+
+/// How a delivery ended, as far as its apalis data is concerned.
+enum Ended {
+    /// Nothing to keep.
+    Done,
+    /// The job failed for good: its delivery's data is kept for the failed-job retention.
+    JobFailed,
+}
+
+/// Runs one delivery of `J`'s queue, start to end; never fails back to apalis.
+pub async fn run<J: Job>(ctx: &JobContext, payload: &RawPayload, delivery: &Delivery) {
+    let ended = deliver::<J>(ctx, payload, delivery).await;
+    let retention = match ended {
+        Ended::Done => Retention::None,
+        Ended::JobFailed => Retention::Failed,
+    };
+    deliveries::clean(ctx, J::QUEUE, delivery, retention).await;
+    ctx.dispatchers.slot_freed(J::QUEUE);
+}
+
+async fn deliver<J: Job>(ctx: &JobContext, payload: &RawPayload, delivery: &Delivery) -> Ended {
     let q = J::QUEUE.as_str();
-    let job: J::Payload = match serde_json::from_slice(&payload.0) {
-        Ok(job) => job,
+    let envelope: Envelope<J::Payload> = match serde_json::from_slice(&payload.0) {
+        Ok(envelope) => envelope,
         Err(e) => {
-            // Nothing to retry: the same bytes would fail again. Drop the task, keep the worker.
+            // Nothing to retry: the same bytes would fail again. Drop the delivery (and its
+            // ticket, if one can be read), keep the worker.
             ctx.metrics.jobs_undecodable.with_label_values(&[q]).inc();
-            tracing::error!(queue = q, task = %task_id, error = %e, "dropping undecodable job payload");
-            return Ok(());
+            tracing::error!(queue = q, task = delivery.task_id, error = %e, "dropping undecodable job payload");
+            if let Ok(header) = serde_json::from_slice::<TicketOnly>(&payload.0) {
+                let run = Run {
+                    queue: J::QUEUE,
+                    ticket: header.ticket,
+                    lane: Lane::Interactive,
+                };
+                finish_ticket(ctx, &run).await;
+            }
+            return Ended::Done;
         }
     };
-    match J::record(&job).cloned() {
-        Some(stage) => run_recorded::<J>(ctx, job, &stage, &task_id.to_string()).await,
-        None => {
-            run_unrecorded::<J>(ctx, job).await;
-            Ok(())
+    let run = Run {
+        queue: J::QUEUE,
+        ticket: envelope.ticket,
+        lane: envelope.lane,
+    };
+    let job = envelope.job;
+    let permit = match J::admit(ctx, &job).await {
+        Admission::Go(permit) => permit,
+        Admission::Wait { wait, reason } => {
+            ctx.metrics.scheduling.waits(q, reason);
+            defer_ticket(ctx, &run, wait).await;
+            return Ended::Done;
         }
+    };
+    let ended = match J::record(&job).cloned() {
+        Some(stage) => run_recorded::<J>(ctx, &run, job, permit, &stage).await,
+        None => {
+            run_unrecorded::<J>(ctx, &run, job, permit).await;
+            RunEnd::Finished(Ended::Done)
+        }
+    };
+    match ended {
+        RunEnd::Finished(ended) => {
+            finish_ticket(ctx, &run).await;
+            ended
+        }
+        RunEnd::Waiting => Ended::Done,
     }
+}
+
+/// Whether the run's ticket is over, or waits again in the fair queue.
+enum RunEnd {
+    Finished(Ended),
+    Waiting,
 }
 
 /// A stage of an ingest job: claimed on its record, retried and settled there.
 async fn run_recorded<J: Job>(
     ctx: &JobContext,
+    run: &Run,
     job: J::Payload,
+    permit: J::Permit,
     stage: &StageJob,
-    task: &str,
-) -> Result<(), BoxDynError> {
-    let queue = J::QUEUE;
-    let q = queue.as_str();
+) -> RunEnd {
+    let q = run.queue.as_str();
     let claimed = {
-        let mut conn = ctx.metrics.db.acquire(&ctx.db).await?;
-        let claim = records::claim(&mut *conn, &stage.job_id, task, q);
-        ctx.metrics.db.time("job_claim", claim).await?
+        let claim = async {
+            let mut conn = ctx.metrics.db.acquire(&ctx.db).await?;
+            let claim = records::claim(&mut *conn, &stage.job_id, &run.ticket, q);
+            ctx.metrics.db.time("job_claim", claim).await
+        };
+        match claim.await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                // The database is away: the ticket waits a moment and comes back, unclaimed.
+                tracing::warn!(queue = q, job = stage.job_id, error = %e, "claim failed; the job waits");
+                ctx.metrics.scheduling.waits(q, "database");
+                defer_ticket(ctx, run, CLAIM_RETRY).await;
+                return RunEnd::Waiting;
+            }
+        }
     };
     let Some(claimed) = claimed else {
-        not_claimed(ctx, queue, &stage.job_id, task).await;
-        return Ok(());
+        not_claimed(ctx, run, &stage.job_id);
+        return RunEnd::Finished(Ended::Done);
     };
-    let metrics = &ctx.metrics;
-    metrics.jobs_started.with_label_values(&[q]).inc();
-    metrics
+    ctx.metrics.jobs_started.with_label_values(&[q]).inc();
+    ctx.metrics
         .job_queue_wait
         .with_label_values(&[q])
         .observe(claimed.queue_wait_s);
-    let attempt = u32::try_from(claimed.record.attempts).unwrap_or(u32::MAX);
-    // The cap the job was created with, even if the worker's own setting differs.
-    let max_attempts = u32::try_from(claimed.record.max_attempts).unwrap_or(1);
-    tracing::info!(queue = q, job = stage.job_id, attempt, "job started");
+    tracing::info!(
+        queue = q,
+        job = stage.job_id,
+        attempt = claimed.record.attempts,
+        "job started"
+    );
 
-    let outcome = run_guarded::<J>(ctx, job).await;
-    let outcome_label = match outcome {
-        Ok(()) => "succeeded",
-        Err(failure) => settle_failure::<J>(ctx, stage, attempt, max_attempts, failure).await?,
+    let outcome = run_guarded::<J>(ctx, run, job, permit).await;
+    let (label, end) = match outcome {
+        Ok(()) => ("succeeded", RunEnd::Finished(Ended::Done)),
+        Err(failure) => settle_failure::<J>(ctx, run, stage, &claimed, failure).await,
     };
-    metrics
+    ctx.metrics
         .jobs_finished
-        .with_label_values(&[q, outcome_label])
+        .with_label_values(&[q, label])
         .inc();
-    Ok(())
+    end
 }
 
+/// A claim that found the database away is tried again after this long.
+const CLAIM_RETRY: Duration = Duration::from_secs(1);
+
 /// Best-effort work without a record: run once, log and count the outcome, never retried.
-async fn run_unrecorded<J: Job>(ctx: &JobContext, job: J::Payload) {
-    let q = J::QUEUE.as_str();
+async fn run_unrecorded<J: Job>(ctx: &JobContext, run: &Run, job: J::Payload, permit: J::Permit) {
+    let q = run.queue.as_str();
     ctx.metrics.jobs_started.with_label_values(&[q]).inc();
-    let outcome = match run_guarded::<J>(ctx, job).await {
+    let outcome = match run_guarded::<J>(ctx, run, job, permit).await {
         Ok(()) => "succeeded",
         Err(failure) => {
             tracing::warn!(
@@ -116,10 +212,16 @@ async fn run_unrecorded<J: Job>(ctx: &JobContext, job: J::Payload) {
 }
 
 /// Runs the job within the job timeout, a panic counting as a transient failure.
-async fn run_guarded<J: Job>(ctx: &JobContext, job: J::Payload) -> Result<(), Failure> {
+async fn run_guarded<J: Job>(
+    ctx: &JobContext,
+    run: &Run,
+    job: J::Payload,
+    permit: J::Permit,
+) -> Result<(), Failure> {
     let started = Instant::now();
     let timeout = ctx.config.worker.job_timeout;
-    let outcome = tokio::time::timeout(timeout, AssertUnwindSafe(J::run(ctx, job)).catch_unwind())
+    let work = AssertUnwindSafe(J::run(ctx, run, job, permit)).catch_unwind();
+    let outcome = tokio::time::timeout(timeout, work)
         .await
         .unwrap_or_else(|_| {
             Ok(Err(Failure::transient(
@@ -130,37 +232,69 @@ async fn run_guarded<J: Job>(ctx: &JobContext, job: J::Payload) -> Result<(), Fa
         .unwrap_or_else(|_| Err(Failure::transient("panic", "the job handler panicked")));
     ctx.metrics
         .job_duration
-        .with_label_values(&[J::QUEUE.as_str()])
+        .with_label_values(&[run.queue.as_str()])
         .observe(started.elapsed().as_secs_f64());
     outcome
 }
 
-/// The task is not the job's current task: a stale duplicate (the reconciler or a retry replaced
-/// it) or the job is finished. Records are committed before their task is pushed, so this is never
-/// a task that arrived before its record.
-async fn not_claimed(ctx: &JobContext, queue: QueueName, job_id: &str, task: &str) {
+/// The ticket is not the job's current one: a stale duplicate (the reconciler or a retry
+/// replaced it) or the job is finished. Records are committed before their ticket is enqueued,
+/// so this is never a ticket that arrived before its record.
+fn not_claimed(ctx: &JobContext, run: &Run, job_id: &str) {
     tracing::info!(
-        queue = queue.as_str(),
+        queue = run.queue.as_str(),
         job = job_id,
-        task,
-        "skipping stale task"
+        ticket = run.ticket,
+        "skipping stale ticket"
     );
     ctx.metrics
         .jobs_finished
-        .with_label_values(&[queue.as_str(), "skipped"])
+        .with_label_values(&[run.queue.as_str(), "skipped"])
         .inc();
 }
 
-/// Records a failure: permanent ones (and exhausted retries) fail the job; others are rescheduled.
+/// Records a failure: permanent ones (and exhausted retries) fail the job, transient ones are
+/// retried under a new ticket, deferred ones wait under the same ticket with the attempt given
+/// back. Returns the outcome's metric label and whether the ticket is over.
 async fn settle_failure<J: Job>(
     ctx: &JobContext,
+    run: &Run,
     job: &StageJob,
-    attempt: u32,
-    max_attempts: u32,
+    claimed: &Claimed,
     failure: Failure,
-) -> Result<&'static str, BoxDynError> {
-    let queue = J::QUEUE;
+) -> (&'static str, RunEnd) {
+    let attempt = u32::try_from(claimed.record.attempts).unwrap_or(u32::MAX);
+    // The cap the job was created with, even if the worker's own setting differs.
+    let max_attempts = u32::try_from(claimed.record.max_attempts).unwrap_or(1);
+    let q = run.queue.as_str();
     let (code, message, retry_in) = match failure {
+        Failure::Superseded => {
+            not_claimed(ctx, run, &job.job_id);
+            return ("skipped", RunEnd::Finished(Ended::Done));
+        }
+        Failure::Deferred {
+            code,
+            message,
+            wait,
+        } => {
+            let run_after = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            let held = until_written(ctx, "job_settle", || {
+                records::defer(&ctx.db, &job.job_id, &run.ticket, code, &message, run_after)
+            })
+            .await;
+            if !held {
+                return ("skipped", RunEnd::Finished(Ended::Done));
+            }
+            tracing::info!(
+                queue = q,
+                job = job.job_id,
+                code,
+                ?wait,
+                "job deferred without spending an attempt"
+            );
+            defer_ticket(ctx, run, wait).await;
+            return ("deferred", RunEnd::Waiting);
+        }
         Failure::Permanent { code, message } => (code, message, None),
         Failure::Transient { code, message } => {
             match retry::after_failure(&ctx.config.jobs, attempt, max_attempts) {
@@ -174,78 +308,159 @@ async fn settle_failure<J: Job>(
         }
     };
     if let Some(delay) = retry_in {
-        schedule_retry(ctx, queue, job, code, &message, delay).await?;
-        tracing::warn!(queue = queue.as_str(), job = job.job_id, attempt, code, %message, ?delay, "job will retry");
-        return Ok("retried");
+        schedule_retry(ctx, run, job, code, &message, delay).await;
+        tracing::warn!(queue = q, job = job.job_id, attempt, code, %message, ?delay, "job will retry");
+        return ("retried", RunEnd::Finished(Ended::Done));
     }
     // One transaction: a poller never sees a failed job with a pending bookmark. An analysis
     // that fails leaves the bookmark as it is: it is already searchable.
-    let mut tx = ctx.metrics.db.begin(&ctx.db).await?;
-    let failed = async {
+    let failed = until_written(ctx, "job_settle", || async {
+        let mut tx = ctx.metrics.db.begin(&ctx.db).await?;
+        if !records::fail(&mut *tx, &job.job_id, &run.ticket, code, &message).await? {
+            return Ok::<_, sqlx::Error>(false);
+        }
         if J::FAILURE_FAILS_BOOKMARK {
             bookmarks::mark_failed(&mut *tx, job.user_id, job.bookmark_id, &message).await?;
         }
-        records::fail(&mut *tx, &job.job_id, code, &message).await?;
-        tx.commit().await
-    };
-    ctx.metrics.db.time("job_settle", failed).await?;
+        tx.commit().await?;
+        Ok(true)
+    })
+    .await;
+    if !failed {
+        return ("skipped", RunEnd::Finished(Ended::Done));
+    }
     ctx.bookmarks_changed(job.user_id).await;
-    tracing::warn!(queue = queue.as_str(), job = job.job_id, attempt, code, %message, "job failed");
-    Ok("failed")
+    tracing::warn!(queue = q, job = job.job_id, attempt, code, %message, "job failed");
+    ("failed", RunEnd::Finished(Ended::JobFailed))
 }
 
-/// Records the retry, then pushes it (a task never arrives before its record). If the push fails,
-/// the clock's reconciler finds the job without a task and enqueues it again.
+/// Records the retry under a new ticket, then enqueues that ticket (a ticket never arrives
+/// before its record). If the enqueue fails, the clock's reconciler finds the job without a live
+/// ticket and enqueues it again.
 async fn schedule_retry(
     ctx: &JobContext,
-    queue: QueueName,
+    run: &Run,
     job: &StageJob,
     code: &str,
     message: &str,
     delay: Duration,
-) -> Result<(), BoxDynError> {
-    let task = new_task_id();
-    let run_after = Utc::now() + chrono::Duration::from_std(delay)?;
-    let recorded = records::schedule_retry(
-        &ctx.db,
-        &job.job_id,
-        queue.as_str(),
-        &task,
-        code,
-        message,
-        run_after,
-    );
-    ctx.metrics.db.time("job_settle", recorded).await?;
-    if let Err(e) = ctx.queues.push(queue, &task, job, Some(delay)).await {
+) {
+    let next = new_task_id();
+    let run_after = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    let lane = until_written(ctx, "job_settle", || {
+        records::schedule_retry(
+            &ctx.db,
+            &job.job_id,
+            &run.ticket,
+            run.queue.as_str(),
+            &next,
+            code,
+            message,
+            run_after,
+        )
+    })
+    .await;
+    let Some(lane) = lane else {
+        return;
+    };
+    let ticket = Ticket {
+        queue: run.queue,
+        id: &next,
+        owner: Owner::User(job.user_id),
+        lane,
+    };
+    if let Err(e) = ctx.queues.enqueue(ticket, job, Some(delay)).await {
         ctx.metrics.redis_errors.with_label_values(&["queue"]).inc();
-        return Err(e.into());
+        tracing::warn!(job = job.job_id, error = %format!("{e:#}"), "retry not enqueued; the reconciler will");
+    }
+}
+
+/// Moves a job to its next stage: records the change under a new ticket, then enqueues it in
+/// the same lane. If the enqueue fails, the record already names the new stage and ticket, and
+/// the clock's reconciler enqueues it.
+pub async fn hand_off<P: Serialize>(
+    ctx: &JobContext,
+    run: &Run,
+    job_id: &str,
+    owner: Owner,
+    next: QueueName,
+    payload: &P,
+) -> Result<(), Failure> {
+    let ticket = new_task_id();
+    let lane = records::advance(&ctx.db, job_id, &run.ticket, next.as_str(), &ticket)
+        .await?
+        .ok_or(Failure::Superseded)?;
+    let next_ticket = Ticket {
+        queue: next,
+        id: &ticket,
+        owner,
+        lane,
+    };
+    match ctx.queues.enqueue(next_ticket, payload, None).await {
+        Ok(()) => ctx
+            .metrics
+            .jobs_enqueued
+            .with_label_values(&[next.as_str()])
+            .inc(),
+        Err(e) => {
+            ctx.metrics.redis_errors.with_label_values(&["queue"]).inc();
+            tracing::warn!(job = job_id, error = %format!("{e:#}"), "next stage not enqueued; the reconciler will");
+        }
     }
     Ok(())
 }
 
-/// Moves a job to its next stage: records the change, then pushes. If the push fails the next
-/// stage would never run, so the error goes back as transient and the current stage retries.
-pub async fn hand_off<P: Serialize>(
+/// Sends the run's ticket back to wait `wait` in the fair queue. Retried until Redis answers:
+/// the delivery's data (kept until this returns) is the only other trace of the ticket.
+async fn defer_ticket(ctx: &JobContext, run: &Run, wait: Duration) {
+    let deferred = until_written(ctx, "queue", || async {
+        ctx.queues.fair().defer(run.queue, &run.ticket, wait).await
+    })
+    .await;
+    if !deferred {
+        tracing::info!(
+            queue = run.queue.as_str(),
+            ticket = run.ticket,
+            "deferred ticket was no longer alive"
+        );
+    }
+}
+
+/// The ticket's run is over. Retried until Redis answers (a forgotten ticket would stay in the
+/// items hash).
+async fn finish_ticket(ctx: &JobContext, run: &Run) {
+    until_written(ctx, "queue", || async {
+        ctx.queues.fair().finish(run.queue, &run.ticket).await
+    })
+    .await;
+}
+
+/// Retries `write` with backoff until it succeeds, counting the failures. Only a shutdown
+/// (which drops the whole run) ends the wait.
+pub(super) async fn until_written<T, E, F, Fut>(
     ctx: &JobContext,
-    job_id: &str,
-    next: QueueName,
-    payload: &P,
-) -> Result<(), Failure> {
-    let task = new_task_id();
-    records::advance(&ctx.db, job_id, next.as_str(), &task).await?;
-    ctx.queues
-        .push(next, &task, payload, None)
-        .await
-        .map_err(|e| {
-            ctx.metrics.redis_errors.with_label_values(&["queue"]).inc();
-            Failure::transient(
-                "queue",
-                format!("failed to enqueue the {} stage: {e:#}", next.as_str()),
-            )
-        })?;
-    ctx.metrics
-        .jobs_enqueued
-        .with_label_values(&[next.as_str()])
-        .inc();
-    Ok(())
+    what: &'static str,
+    mut write: F,
+) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Ok(value) => return value,
+            Err(e) => {
+                ctx.metrics
+                    .scheduling
+                    .settle_retries
+                    .with_label_values(&[what])
+                    .inc();
+                tracing::warn!(what, error = %e, ?delay, "could not record a job's outcome; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
 }

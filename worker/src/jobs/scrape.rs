@@ -1,25 +1,57 @@
 //! ScrapeJob: fetch the saved page (or reuse a recent scrape of the same URL), store what was
 //! extracted, and hand the job to the embed stage.
+//!
+//! Before it is claimed, a scrape waits for its host's turn (`politeness`): the host's in-flight
+//! cap, the interval between request starts, a `Retry-After` it sent, its breaker, and its
+//! robots.txt (fetched once per origin and day with a turn of its own).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use fuze_shared::{
     bookmarks::{self, Scraped},
     config::Config,
     domain::BookmarkUrl,
-    jobs::{QueueName, StageJob},
+    jobs::{Owner, QueueName, StageJob},
 };
 use redis::AsyncCommands;
 
-use super::{Failure, job::Job, runner};
-use crate::{context::JobContext, scrape::ExtractedPage};
+use super::{
+    Failure,
+    job::{Admission, Job},
+    runner::{self, Run},
+};
+use crate::{
+    context::JobContext,
+    politeness::{Lease, Turn, robots::Verdict},
+    scrape::{ExtractedPage, ScrapeError},
+};
 
 /// Fetches and extracts a saved page.
 pub struct Scrape;
 
+/// What admission found out about a scrape.
+pub enum Ready {
+    /// The bookmark is gone.
+    Gone,
+    /// A recent scrape of the same URL (by any user) is cached: no request needed.
+    Cached(BookmarkUrl, ExtractedPage),
+    /// The host's turn, taken: fetch now.
+    Fetch(BookmarkUrl, Lease),
+    /// robots.txt forbids this page.
+    Disallowed,
+    /// The site's robots.txt could not be read; try later.
+    RobotsUnreachable,
+    /// The stored URL no longer parses.
+    Invalid(String),
+}
+
+/// How long a scrape waits when the database or Redis could not answer its admission.
+const ADMISSION_RETRY: Duration = Duration::from_secs(1);
+
 impl Job for Scrape {
     const QUEUE: QueueName = QueueName::Scrape;
     type Payload = StageJob;
+    type Permit = Ready;
 
     fn concurrency(config: &Config) -> usize {
         config.worker.scrape_concurrency
@@ -29,53 +61,183 @@ impl Job for Scrape {
         Some(job)
     }
 
-    async fn run(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
-        scrape(ctx, job).await
+    async fn admit(ctx: &JobContext, job: &StageJob) -> Admission<Ready> {
+        match admit(ctx, job).await {
+            Ok(admission) => admission,
+            Err(e) => {
+                tracing::warn!(job = job.job_id, error = %format!("{e:#}"), "scrape admission failed; waiting");
+                Admission::Wait {
+                    wait: ADMISSION_RETRY,
+                    reason: "unavailable",
+                }
+            }
+        }
+    }
+
+    async fn run(ctx: &JobContext, run: &Run, job: StageJob, ready: Ready) -> Result<(), Failure> {
+        let page = match ready {
+            Ready::Gone => {
+                return Err(Failure::permanent(
+                    "bookmark_deleted",
+                    "the bookmark was deleted",
+                ));
+            }
+            Ready::Invalid(message) => return Err(Failure::permanent("invalid_url", message)),
+            Ready::Disallowed => {
+                return Err(Failure::permanent(
+                    "robots_disallowed",
+                    "the site's robots.txt does not allow fetching this page",
+                ));
+            }
+            Ready::RobotsUnreachable => {
+                return Err(Failure::transient(
+                    "robots_unavailable",
+                    "the site's robots.txt could not be read",
+                ));
+            }
+            Ready::Cached(_, page) => page.bounded(ctx.scraper.field_limits()),
+            Ready::Fetch(url, lease) => {
+                let fetched = fetch_and_extract(ctx, &url).await;
+                lease.release().await;
+                let page = settle_host(ctx, &url, fetched)
+                    .await?
+                    .bounded(ctx.scraper.field_limits());
+                cache_page(ctx, &url, &page).await;
+                page
+            }
+        };
+        let scraped = Scraped {
+            title: page.title.as_deref(),
+            description: page.description.as_deref(),
+            canonical_url: page.canonical_url.as_deref(),
+            text: &page.text,
+        };
+        let stored = ctx
+            .metrics
+            .db
+            .time(
+                "store_scraped",
+                bookmarks::store_scraped(&ctx.db, job.user_id, job.bookmark_id, &scraped),
+            )
+            .await?;
+        if !stored {
+            return Err(Failure::permanent(
+                "bookmark_deleted",
+                "the bookmark was deleted",
+            ));
+        }
+        ctx.bookmarks_changed(job.user_id).await;
+        // The page is cached by now, so a retry of the hand-over is cheap.
+        runner::hand_off(
+            ctx,
+            run,
+            &job.job_id,
+            Owner::User(job.user_id),
+            QueueName::Embed,
+            &job,
+        )
+        .await
     }
 }
 
-async fn scrape(ctx: &JobContext, job: StageJob) -> Result<(), Failure> {
-    let url = bookmarks::url_of(&ctx.db, job.user_id, job.bookmark_id)
-        .await?
-        .ok_or_else(|| Failure::permanent("bookmark_deleted", "the bookmark was deleted"))?;
+/// The scrape's turn: a cached page, or its host's turn and robots.txt's blessing.
+async fn admit(ctx: &JobContext, job: &StageJob) -> anyhow::Result<Admission<Ready>> {
+    let Some(raw) = bookmarks::url_of(&ctx.db, job.user_id, job.bookmark_id).await? else {
+        return Ok(Admission::Go(Ready::Gone));
+    };
     // Stored URLs were validated on save; parse again to get the hash and a `Url`.
-    let url = BookmarkUrl::parse(&url, usize::MAX)
-        .map_err(|e| Failure::permanent("invalid_url", e.to_string()))?;
-    let page = match cached_page(ctx, &url).await {
-        Some(page) => page.bounded(ctx.scraper.field_limits()),
-        None => {
-            let page = fetch_and_extract(ctx, &url)
-                .await?
-                .bounded(ctx.scraper.field_limits());
-            cache_page(ctx, &url, &page).await;
-            page
+    let url = match BookmarkUrl::parse(&raw, usize::MAX) {
+        Ok(url) => url,
+        Err(e) => return Ok(Admission::Go(Ready::Invalid(e.to_string()))),
+    };
+    if let Some(page) = cached_page(ctx, &url).await {
+        return Ok(Admission::Go(Ready::Cached(url, page)));
+    }
+    let host = host_of(&url);
+    let mut lease = match turn(ctx, &host).await? {
+        Ok(lease) => lease,
+        Err(wait) => return Ok(wait),
+    };
+    if ctx.config.politeness.respect_robots {
+        let verdict = match ctx.robots.cached(url.as_url()).await? {
+            Some(verdict) => verdict,
+            None => {
+                // Fetching robots.txt was this turn's request; the page needs a turn of its own.
+                let verdict = ctx.robots.fetch(&ctx.scraper, url.as_url()).await?;
+                lease.release().await;
+                lease = match turn(ctx, &host).await? {
+                    Ok(lease) => lease,
+                    Err(wait) => return Ok(wait),
+                };
+                verdict
+            }
+        };
+        match verdict {
+            Verdict::Allowed => {}
+            Verdict::Disallowed => return Ok(Admission::Go(Ready::Disallowed)),
+            Verdict::Unreachable => return Ok(Admission::Go(Ready::RobotsUnreachable)),
+        }
+    }
+    Ok(Admission::Go(Ready::Fetch(url, lease)))
+}
+
+/// The host's turn, or the admission that says how long to wait for it.
+async fn turn(ctx: &JobContext, host: &str) -> redis::RedisResult<Result<Lease, Admission<Ready>>> {
+    Ok(match ctx.politeness.acquire(host).await? {
+        Turn::Granted(lease) => Ok(lease),
+        Turn::Wait { wait, reason } => {
+            ctx.metrics.scheduling.host_wait(reason.as_str(), wait);
+            Err(Admission::Wait {
+                wait,
+                reason: reason.as_str(),
+            })
+        }
+    })
+}
+
+/// The host part politeness is kept per (`127.0.0.2` and `127.0.0.3` are different hosts; the
+/// port is not part of it).
+fn host_of(url: &BookmarkUrl) -> String {
+    url.as_url()
+        .host_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// Tells the host's politeness state how the fetch went, and turns the outcome into the job's.
+async fn settle_host(
+    ctx: &JobContext,
+    url: &BookmarkUrl,
+    fetched: Result<ExtractedPage, ScrapeError>,
+) -> Result<ExtractedPage, Failure> {
+    let host = host_of(url);
+    let politeness = &ctx.politeness;
+    let noted = match &fetched {
+        Err(ScrapeError::SlowDown { wait, .. }) => politeness.hold(&host, *wait).await.map(drop),
+        Err(e) if e.is_host_failure() => match politeness.failed(&host).await {
+            Ok(true) => {
+                ctx.metrics.scheduling.breakers_opened.inc();
+                tracing::warn!(host, "host failed repeatedly; its breaker is open");
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        },
+        _ => {
+            politeness.answered(&host).await;
+            Ok(())
         }
     };
-    let scraped = Scraped {
-        title: page.title.as_deref(),
-        description: page.description.as_deref(),
-        canonical_url: page.canonical_url.as_deref(),
-        text: &page.text,
-    };
-    let stored = ctx
-        .metrics
-        .db
-        .time(
-            "store_scraped",
-            bookmarks::store_scraped(&ctx.db, job.user_id, job.bookmark_id, &scraped),
-        )
-        .await?;
-    if !stored {
-        return Err(Failure::permanent(
-            "bookmark_deleted",
-            "the bookmark was deleted",
-        ));
+    if let Err(e) = noted {
+        ctx.metrics.redis_error("politeness", &e);
     }
-    ctx.bookmarks_changed(job.user_id).await;
-    hand_to_embed(ctx, &job).await
+    Ok(fetched?)
 }
 
-async fn fetch_and_extract(ctx: &JobContext, url: &BookmarkUrl) -> Result<ExtractedPage, Failure> {
+async fn fetch_and_extract(
+    ctx: &JobContext,
+    url: &BookmarkUrl,
+) -> Result<ExtractedPage, ScrapeError> {
     let started = Instant::now();
     let fetched = ctx.scraper.fetch(url.as_url()).await;
     ctx.metrics
@@ -90,7 +252,7 @@ async fn fetch_and_extract(ctx: &JobContext, url: &BookmarkUrl) -> Result<Extrac
     // Extraction of a large page is CPU work: keep it off the async threads.
     tokio::task::spawn_blocking(move || fetched.extract())
         .await
-        .map_err(|e| Failure::transient("extract", e.to_string()))
+        .map_err(|e| ScrapeError::Network(format!("extraction panicked: {e}")))
 }
 
 async fn cached_page(ctx: &JobContext, url: &BookmarkUrl) -> Option<ExtractedPage> {
@@ -115,14 +277,4 @@ async fn cache_page(ctx: &JobContext, url: &BookmarkUrl, page: &ExtractedPage) {
     if let Err(e) = written {
         ctx.metrics.redis_error("scrape_cache", &e);
     }
-}
-
-/// Hands the job to the embed stage (its page is cached by then, so a retry is cheap).
-async fn hand_to_embed(ctx: &JobContext, job: &StageJob) -> Result<(), Failure> {
-    let next = StageJob {
-        job_id: job.job_id.clone(),
-        user_id: job.user_id,
-        bookmark_id: job.bookmark_id,
-    };
-    runner::hand_off(ctx, &job.job_id, QueueName::Embed, &next).await
 }

@@ -14,7 +14,11 @@ use fuze_shared::{
 };
 use uuid::Uuid;
 
-use super::{Failure, job::Job};
+use super::{
+    Failure,
+    job::{Admission, Job},
+    runner::Run,
+};
 use crate::context::JobContext;
 
 /// Warms users' read caches; best effort, so it keeps no record and is never retried.
@@ -23,6 +27,7 @@ pub struct Warm;
 impl Job for Warm {
     const QUEUE: QueueName = QueueName::Warm;
     type Payload = WarmJob;
+    type Permit = ();
 
     fn concurrency(_: &Config) -> usize {
         1
@@ -32,7 +37,11 @@ impl Job for Warm {
         None
     }
 
-    async fn run(ctx: &JobContext, job: WarmJob) -> Result<(), Failure> {
+    async fn admit(_: &JobContext, _: &WarmJob) -> Admission<()> {
+        Admission::Go(())
+    }
+
+    async fn run(ctx: &JobContext, _: &Run, job: WarmJob, _: ()) -> Result<(), Failure> {
         match warm(ctx, &job).await {
             Ok(keys) => {
                 tracing::info!(reason = job.reason, user = ?job.user_id, keys, "caches warmed");

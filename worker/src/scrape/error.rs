@@ -31,6 +31,12 @@ pub enum ScrapeError {
     /// Connect, reset, TLS, or body-decoding failure.
     #[error("network error: {0}")]
     Network(String),
+    /// A 429 or 503 with `Retry-After`: the site asked us to come back after `wait`.
+    #[error("the site asked to come back in {} s (HTTP {status})", wait.as_secs())]
+    SlowDown {
+        status: u16,
+        wait: std::time::Duration,
+    },
 }
 
 impl ScrapeError {
@@ -47,7 +53,14 @@ impl ScrapeError {
             Self::TooManyRedirects => "too_many_redirects",
             Self::InvalidUrl(_) => "invalid_url",
             Self::Network(_) => "network",
+            Self::SlowDown { .. } => "retry_after",
         }
+    }
+
+    /// Whether the host failed to answer usefully: what counts toward its breaker.
+    pub fn is_host_failure(&self) -> bool {
+        matches!(self, Self::Timeout | Self::Network(_) | Self::Http5xx(_))
+            || matches!(self, Self::Http4xx(429))
     }
 
     /// True when the same request will fail the same way again, so the job should not retry.
@@ -60,7 +73,11 @@ impl ScrapeError {
             | Self::TooManyRedirects
             | Self::InvalidUrl(_) => true,
             Self::Http4xx(code) => !matches!(code, 408 | 429),
-            Self::Timeout | Self::Http5xx(_) | Self::Dns(_) | Self::Network(_) => false,
+            Self::Timeout
+            | Self::Http5xx(_)
+            | Self::Dns(_)
+            | Self::Network(_)
+            | Self::SlowDown { .. } => false,
         }
     }
 }
@@ -89,6 +106,14 @@ mod tests {
             (ScrapeError::TooManyRedirects, "too_many_redirects", true),
             (ScrapeError::InvalidUrl("x".into()), "invalid_url", true),
             (ScrapeError::Network("x".into()), "network", false),
+            (
+                ScrapeError::SlowDown {
+                    status: 429,
+                    wait: std::time::Duration::from_secs(2),
+                },
+                "retry_after",
+                false,
+            ),
         ];
         for (err, class, permanent) in cases {
             assert_eq!(err.class(), class, "{err:?}");

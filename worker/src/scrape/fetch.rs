@@ -3,9 +3,10 @@
 
 use std::error::Error as StdError;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use url::Url;
 
 use super::body;
@@ -93,6 +94,50 @@ impl Scraper {
     }
 
     async fn fetch_inner(&self, start: &Url) -> Result<FetchedPage, ScrapeError> {
+        let (url, resp) = self.follow_redirects(start).await?;
+        let status = resp.status();
+        if matches!(status.as_u16(), 429 | 503)
+            && let Some(wait) = retry_after(resp.headers())
+        {
+            return Err(ScrapeError::SlowDown {
+                status: status.as_u16(),
+                wait,
+            });
+        }
+        if status.is_client_error() {
+            return Err(ScrapeError::Http4xx(status.as_u16()));
+        }
+        if status.is_server_error() {
+            return Err(ScrapeError::Http5xx(status.as_u16()));
+        }
+        if !status.is_success() {
+            return Err(ScrapeError::Network(format!(
+                "unexpected status {status} from {url}"
+            )));
+        }
+        self.read_page(url, resp).await
+    }
+
+    /// Fetches a site's robots.txt through the same guard and limits (its own size cap, any
+    /// content type): the final status and, for a success, the body.
+    pub async fn fetch_robots_txt(&self, url: &Url) -> Result<(u16, Vec<u8>), ScrapeError> {
+        let fetch = async {
+            let (_, resp) = self.follow_redirects(url).await?;
+            let status = resp.status().as_u16();
+            if !resp.status().is_success() {
+                return Ok((status, Vec::new()));
+            }
+            Ok((status, body::read_capped(resp, MAX_ROBOTS_BYTES).await?))
+        };
+        match tokio::time::timeout(self.cfg.total_timeout, fetch).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(ScrapeError::Timeout),
+        }
+    }
+
+    /// GETs `start`, following up to `max_redirects` redirects with a guard check per hop.
+    /// Returns the last hop's URL and response, whatever its status.
+    async fn follow_redirects(&self, start: &Url) -> Result<(Url, reqwest::Response), ScrapeError> {
         let mut current = start.clone();
         let mut redirects = 0usize;
         loop {
@@ -105,38 +150,25 @@ impl Scraper {
                 .await
                 .map_err(send_error)?;
             let status = resp.status();
-
-            if is_followed_redirect(status) {
-                let Some(location) = resp.headers().get(LOCATION) else {
-                    return Err(ScrapeError::Network(format!(
-                        "redirect {status} from {current} without Location"
-                    )));
-                };
-                if redirects >= self.cfg.max_redirects {
-                    return Err(ScrapeError::TooManyRedirects);
-                }
-                // Location may be relative; lossy decoding tolerates raw non-ASCII bytes.
-                let location = String::from_utf8_lossy(location.as_bytes());
-                let next = current.join(location.trim()).map_err(|e| {
-                    ScrapeError::InvalidUrl(format!("bad redirect Location {location:?}: {e}"))
-                })?;
-                tracing::debug!(from = %current, to = %next, %status, "following redirect");
-                redirects += 1;
-                current = next;
-                continue;
+            if !is_followed_redirect(status) {
+                return Ok((current, resp));
             }
-            if status.is_client_error() {
-                return Err(ScrapeError::Http4xx(status.as_u16()));
-            }
-            if status.is_server_error() {
-                return Err(ScrapeError::Http5xx(status.as_u16()));
-            }
-            if !status.is_success() {
+            let Some(location) = resp.headers().get(LOCATION) else {
                 return Err(ScrapeError::Network(format!(
-                    "unexpected status {status} from {current}"
+                    "redirect {status} from {current} without Location"
                 )));
+            };
+            if redirects >= self.cfg.max_redirects {
+                return Err(ScrapeError::TooManyRedirects);
             }
-            return self.read_page(current, resp).await;
+            // Location may be relative; lossy decoding tolerates raw non-ASCII bytes.
+            let location = String::from_utf8_lossy(location.as_bytes());
+            let next = current.join(location.trim()).map_err(|e| {
+                ScrapeError::InvalidUrl(format!("bad redirect Location {location:?}: {e}"))
+            })?;
+            tracing::debug!(from = %current, to = %next, %status, "following redirect");
+            redirects += 1;
+            current = next;
         }
     }
 
@@ -166,6 +198,20 @@ impl Scraper {
             body: text,
         })
     }
+}
+
+/// The largest robots.txt read; RFC 9309 asks crawlers to read at least 500 KiB.
+const MAX_ROBOTS_BYTES: usize = 512 * 1024;
+
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110), from now; `None` when absent or
+/// unreadable.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
 /// The redirect codes browsers follow for GET. Other 3xx (300, 304, ...) carry no
@@ -207,4 +253,35 @@ pub(crate) fn error_chain(err: &dyn StdError) -> String {
         source = e.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let header = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).expect("header"));
+            h
+        };
+        assert_eq!(retry_after(&header("2")), Some(Duration::from_secs(2)));
+        assert_eq!(
+            retry_after(&header(" 120 ")),
+            Some(Duration::from_secs(120))
+        );
+        let in_a_minute = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
+        let wait = retry_after(&header(&in_a_minute)).expect("a date");
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(60));
+        assert_eq!(retry_after(&header(&past)), Some(Duration::ZERO));
+        assert_eq!(retry_after(&header("soon")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
 }

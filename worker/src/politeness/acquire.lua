@@ -1,0 +1,48 @@
+-- Asks for a turn to send one request to a host, shared by every worker process.
+-- KEYS[1] leases (lease id -> expiry ms)  KEYS[2] earliest next start (ms)
+-- KEYS[3] held until (ms; a Retry-After)  KEYS[4] breaker (exists while open)
+-- KEYS[5] the last start time promised to a waiting request (ms)
+-- ARGV[1] now ms  ARGV[2] most requests in flight (0 = no cap)  ARGV[3] interval ms
+-- ARGV[4] lease ttl ms  ARGV[5] lease id  ARGV[6] spacing of waiters on a busy host (ms)
+-- Returns {1, 0, 'ok'} with the lease taken, or {0, wait ms, reason}.
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[3])
+-- Leases of requests whose process died expire instead of holding the host forever.
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+
+local held = tonumber(redis.call('get', KEYS[3]) or '0')
+if held > now then
+  return {0, held - now, 'retry_after'}
+end
+local open = redis.call('pttl', KEYS[4])
+if open > 0 then
+  return {0, open, 'breaker_open'}
+end
+
+-- A request that must wait is given its own later start, one interval (or busy spacing)
+-- after the last one promised: a hundred jobs for one host come back one by one instead of
+-- all at once, each to be turned away again.
+local function wait_in_line(earliest, spacing, reason)
+  local last = tonumber(redis.call('get', KEYS[5]) or '0')
+  local slot = math.max(earliest, last + spacing, now + 1)
+  redis.call('set', KEYS[5], slot, 'PX', slot - now + 60000)
+  return {0, slot - now, reason}
+end
+
+local cap = tonumber(ARGV[2])
+if cap > 0 and redis.call('zcard', KEYS[1]) >= cap then
+  local spacing = math.max(interval, tonumber(ARGV[6]))
+  return wait_in_line(now + spacing, spacing, 'busy')
+end
+local next_start = tonumber(redis.call('get', KEYS[2]) or '0')
+if next_start > now then
+  return wait_in_line(next_start, interval, 'interval')
+end
+
+local ttl = tonumber(ARGV[4])
+redis.call('zadd', KEYS[1], now + ttl, ARGV[5])
+redis.call('pexpire', KEYS[1], ttl)
+if interval > 0 then
+  redis.call('set', KEYS[2], now + interval, 'PX', interval)
+end
+return {1, 0, 'ok'}
