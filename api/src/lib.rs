@@ -3,6 +3,7 @@
 //! - [`startup`]: builds and runs the server (port 0 in tests)
 //! - [`routes`]: route families under `/api/v1`, plus health and metrics
 //! - [`auth`]: bearer-token extractors
+//! - [`limits`]: per-user rate limits and database turns
 //! - [`error`]: the JSON error format
 //! - [`events`]: applies invalidation events to this instance's L1 cache
 //! - [`state`]: shared handler state
@@ -11,6 +12,7 @@
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod limits;
 pub mod routes;
 pub mod startup;
 pub mod state;

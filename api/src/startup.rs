@@ -22,6 +22,7 @@ use fuze_shared::{
 };
 use serde_json::json;
 
+use crate::limits::UserLimits;
 use crate::token_cache::TokenCache;
 use crate::{error, events, routes, state::AppState};
 
@@ -59,6 +60,8 @@ impl Application {
         let (auth_cache_ttl, auth_cache_capacity) =
             (config.api.auth_cache_ttl, config.api.auth_cache_capacity);
         let lane = QueryLane::start(redis.clone(), &keys, config.redis_url.clone());
+        let limits = UserLimits::new(redis.clone(), keys.clone(), config.quotas.clone());
+        metrics.scheduling.initialise_limits(crate::limits::ROUTES);
         let state = web::Data::new(AppState {
             config,
             db,
@@ -73,6 +76,7 @@ impl Application {
                 window: dedup_window,
                 ..DedupConfig::default()
             }),
+            limits,
         });
 
         let server = HttpServer::new(move || {

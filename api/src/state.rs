@@ -30,4 +30,6 @@ pub struct AppState {
     pub tokens: crate::token_cache::TokenCache,
     /// Absorbs repeated recommendation requests (double clicks).
     pub recommend_dedup: RequestDedup<Answer>,
+    /// Per-user rate limits and database turns.
+    pub limits: crate::limits::UserLimits,
 }

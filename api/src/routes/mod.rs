@@ -15,11 +15,13 @@ mod uncached;
 
 use actix_web::{middleware::from_fn, web};
 
-use crate::auth::authenticate;
+use crate::{auth::authenticate, limits};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            // The last wrap runs first: authenticate, then the user's limits.
+            .wrap(from_fn(limits::per_user))
             .wrap(from_fn(authenticate))
             .configure(bookmarks::configure)
             .configure(analysis::configure)

@@ -33,7 +33,7 @@ const WAIT_BUCKETS: &[f64] = &[
 #[derive(Clone)]
 pub struct SchedulingMetrics {
     pub dispatched: IntCounterVec,
-    pub job_waits: IntCounterVec,
+    pub deferred: IntCounterVec,
     pub host_wait_seconds: HistogramVec,
     pub breakers_opened: IntCounter,
     pub deliveries_cleaned: IntCounterVec,
@@ -71,9 +71,9 @@ impl SchedulingMetrics {
                 "Tickets handed from the fair queue to apalis.",
                 &["queue"],
             )?,
-            job_waits: counter(
-                "job_waits_total",
-                "Runs sent back to wait in the fair queue before their claim, by reason.",
+            deferred: counter(
+                "jobs_deferred_total",
+                "Runs sent back to wait in the fair queue before their claim (no attempt spent), by reason.",
                 &["queue", "reason"],
             )?,
             host_wait_seconds,
@@ -109,7 +109,7 @@ impl SchedulingMetrics {
         for q in QueueName::ALL.map(QueueName::as_str) {
             m.dispatched.with_label_values(&[q]).reset();
             for r in WAIT_REASONS {
-                m.job_waits.with_label_values(&[q, r]).reset();
+                m.deferred.with_label_values(&[q, r]).reset();
             }
             for how in CLEANED {
                 m.deliveries_cleaned.with_label_values(&[q, how]).reset();
@@ -123,7 +123,7 @@ impl SchedulingMetrics {
 
     /// A run of `queue` waits instead of running, for `reason` (one of [`WAIT_REASONS`]).
     pub fn waits(&self, queue: &str, reason: &str) {
-        self.job_waits.with_label_values(&[queue, reason]).inc();
+        self.deferred.with_label_values(&[queue, reason]).inc();
     }
 
     /// A scrape waits `wait` for its host, for `reason`.
