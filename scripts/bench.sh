@@ -4,6 +4,8 @@
 #   - job pickup latency, enqueue -> start, on an idle worker (tests/benches/pickup.rs)
 #   - the read path under HTTP load with wrk: L1/L2 hits vs a bare handler, search misses,
 #     invalidation latency, hit rates of a mixed workload (tests/benches/read_path.rs)
+#   - the job queue under load: fairness between two users, politeness per host, Redis memory
+#     (tests/benches/fair_load.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f .env ] && set -a && . ./.env && set +a
@@ -21,4 +23,5 @@ mkdir -p target
   cargo bench -p fuze-worker --bench embed 2>/dev/null
   cargo bench -p fuze-tests --bench pickup 2>/dev/null
   cargo bench -p fuze-tests --bench read_path 2>/dev/null
+  cargo bench -p fuze-tests --bench fair_load 2>/dev/null
 } | tee target/bench-report.txt

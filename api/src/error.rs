@@ -83,6 +83,10 @@ impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolTimedOut => Self::Unavailable("database is busy; retry shortly"),
+            other if fuze_shared::db::is_unreachable(&other) => {
+                tracing::warn!(error = %other, "database unreachable");
+                Self::Unavailable("database is unavailable; retry shortly")
+            }
             other => Self::Internal(anyhow::Error::new(other).context("database query failed")),
         }
     }

@@ -58,3 +58,21 @@ fn redact(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
+
+/// Whether `e` says the database could not be reached or went away mid-request (a restart, a
+/// network cut, a full pool): the server's state, not the request's fault, so worth a retry.
+pub fn is_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and 57P0x (shutdown, cannot connect now).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+        _ => false,
+    }
+}

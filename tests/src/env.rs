@@ -61,6 +61,10 @@ impl TestEnv {
             // them. The politeness tests turn it back on, on several loopback addresses.
             ("FUZE_SCRAPE_HOST_CONCURRENCY", "0".to_owned()),
             ("FUZE_SCRAPE_HOST_INTERVAL_MS", "0".to_owned()),
+            // Tests make many requests quickly; the quota tests turn the limits back on.
+            ("FUZE_RATE_WRITES_PER_S", "0".to_owned()),
+            ("FUZE_RATE_SEARCHES_PER_S", "0".to_owned()),
+            ("FUZE_RATE_RECOMMENDATIONS_PER_S", "0".to_owned()),
             ("FUZE_ADMIN_TOKEN", "test-admin-token".to_owned()),
         ]
         .into_iter()

@@ -7,6 +7,7 @@ pub mod env;
 pub mod pages;
 pub mod prometheus;
 pub mod redis_server;
+pub mod tcp_proxy;
 pub mod worker;
 
 pub use api::TestApi;
@@ -14,6 +15,7 @@ pub use env::TestEnv;
 pub use pages::PageServer;
 pub use prometheus::PrometheusServer;
 pub use redis_server::RedisServer;
+pub use tcp_proxy::TcpProxy;
 pub use worker::WorkerProcess;
 
 /// A port that was free a moment ago (for processes that must be told their port up front).

@@ -43,7 +43,8 @@ fn promtool_accepts_the_alert_rules() {
         "FuzeApiErrorRatioHigh",
         "FuzeApiLatencyHigh",
         "FuzeQueueBacklog",
-        "FuzeOldestJobTooOld",
+        "FuzeInteractiveJobTooOld",
+        "FuzeBulkJobTooOld",
         "FuzeJobFailureRatioHigh",
         "FuzeCacheSubscriberDown",
         "FuzeRedisErrors",
@@ -111,7 +112,8 @@ fn the_dashboard_imports_anywhere() {
             "Scraper",
             "Embeddings",
             "Cache",
-            "Database and Redis"
+            "Database and Redis",
+            "Scheduling and politeness"
         ]
     );
     let mut ids = HashSet::new();

@@ -1,5 +1,6 @@
-//! The scrape-time gauges tell the truth: a job waiting with no worker shows in the queue depth,
-//! the unfinished records and the oldest pending age; once a worker runs it, they drop back to 0,
+//! The scrape-time gauges tell the truth: a job waiting with no worker shows in its lane of the
+//! fair queue, the unfinished records and the oldest pending age; once a worker runs it, they
+//! drop back to 0,
 //! and the worker reports its heartbeat and the save → ready latency.
 
 use std::time::Duration;
@@ -26,7 +27,7 @@ async fn queue_gauges_follow_a_job_from_waiting_to_done() {
     assert_eq!(
         sample(
             &before,
-            r#"fuze_queue_depth{queue="scrape",state="scheduled"}"#
+            r#"fuze_jobs_pending{lane="interactive",queue="scrape",state="ready"}"#
         ),
         0.0
     );
@@ -43,20 +44,29 @@ async fn queue_gauges_follow_a_job_from_waiting_to_done() {
         "api has no heartbeat"
     );
 
-    // No worker yet: the task waits in Redis (every push lands in the scheduled set first).
+    // No worker yet: the job waits its turn in the fair queue; apalis holds nothing.
     let (status, saved) = api.save(&token, &pages.url("/page/gauges")).await;
     assert_eq!(status, 202, "{saved}");
     let job = saved["job"]["id"].as_str().expect("id").to_owned();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let waiting = api.metrics_text().await;
-    let queued = sample(
-        &waiting,
-        r#"fuze_queue_depth{queue="scrape",state="scheduled"}"#,
-    ) + sample(
-        &waiting,
-        r#"fuze_queue_depth{queue="scrape",state="ready"}"#,
+    let ready = r#"fuze_jobs_pending{lane="interactive",queue="scrape",state="ready"}"#;
+    assert_eq!(sample(&waiting, ready), 1.0, "{waiting}");
+    assert_eq!(
+        sample(
+            &waiting,
+            r#"fuze_jobs_pending{lane="bulk",queue="scrape",state="ready"}"#
+        ),
+        0.0
     );
-    assert_eq!(queued, 1.0, "{waiting}");
+    assert_eq!(
+        sample(
+            &waiting,
+            r#"fuze_queue_depth{queue="scrape",state="ready"}"#
+        ),
+        0.0,
+        "nothing is handed to apalis without a worker's dispatcher"
+    );
     assert_eq!(
         sample(
             &waiting,
@@ -70,16 +80,14 @@ async fn queue_gauges_follow_a_job_from_waiting_to_done() {
     );
     let age = sample(
         &waiting,
-        r#"fuze_job_oldest_pending_age_seconds{queue="scrape"}"#,
+        r#"fuze_job_oldest_pending_age_seconds{lane="interactive",queue="scrape"}"#,
     );
     assert!(age >= 1.0, "the job has waited over a second: {age}");
-    assert_eq!(
-        sample(
-            &waiting,
-            r#"fuze_job_oldest_pending_age_seconds{queue="embed"}"#
-        ),
-        0.0
-    );
+    for (lane, queue) in [("interactive", "embed"), ("bulk", "scrape")] {
+        let series =
+            format!(r#"fuze_job_oldest_pending_age_seconds{{lane="{lane}",queue="{queue}"}}"#);
+        assert_eq!(sample(&waiting, &series), 0.0, "{series}");
+    }
 
     let worker = WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
     let done = api.wait_for_job(&token, &job, WAIT).await;
@@ -94,8 +102,14 @@ async fn queue_gauges_follow_a_job_from_waiting_to_done() {
             let series = format!(r#"fuze_jobs_unfinished{{queue="{queue}",state="{state}"}}"#);
             assert_eq!(sample(&after, &series), 0.0, "{series}");
         }
-        let series = format!(r#"fuze_job_oldest_pending_age_seconds{{queue="{queue}"}}"#);
-        assert_eq!(sample(&after, &series), 0.0, "{series}");
+        for lane in ["interactive", "bulk"] {
+            let series =
+                format!(r#"fuze_job_oldest_pending_age_seconds{{lane="{lane}",queue="{queue}"}}"#);
+            assert_eq!(sample(&after, &series), 0.0, "{series}");
+            let series =
+                format!(r#"fuze_jobs_pending{{lane="{lane}",queue="{queue}",state="ready"}}"#);
+            assert_eq!(sample(&after, &series), 0.0, "{series}");
+        }
         let series = format!(r#"fuze_queue_live_workers{{queue="{queue}"}}"#);
         assert_eq!(sample(&after, &series), 1.0, "{series}");
     }

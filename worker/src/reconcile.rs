@@ -101,6 +101,11 @@ pub async fn requeue_stale(
             bookmark_id: job.bookmark_id,
         };
         queues.enqueue_stage(next, &stage).await?;
+        tracing::warn!(
+            job = job.id,
+            stage = job.stage,
+            "re-enqueued a job nothing would run"
+        );
         requeued += 1;
     }
     Ok(requeued)

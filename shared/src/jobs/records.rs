@@ -167,7 +167,9 @@ pub async fn find(db: impl PgExecutor<'_>, id: &str) -> sqlx::Result<Option<JobR
 }
 
 // Every change a run makes to its job is guarded by the run's ticket: a run whose job was taken
-// over meanwhile (the reconciler gave it a new ticket) changes nothing and learns so.
+// over meanwhile (the reconciler gave it a new ticket) changes nothing and learns so. Each is also
+// safe to repeat: a write whose answer was lost (the connection dropped after the commit) is
+// written again, and must then find its own earlier result rather than a stranger's.
 
 /// Hands the job from the run holding `ticket` to its next stage under `next_ticket`. Returns
 /// the job's lane, or `None` when the run no longer holds the job.
@@ -180,7 +182,8 @@ pub async fn advance(
 ) -> sqlx::Result<Option<Lane>> {
     sqlx::query_scalar(
         "UPDATE jobs SET stage = $3, task_id = $4, state = 'queued', attempts = 0, error_code = NULL, \
-         error = NULL, updated_at = now() WHERE id = $1 AND task_id = $2 RETURNING lane",
+         error = NULL, updated_at = now() WHERE id = $1 AND task_id IN ($2, $4) \
+           AND state IN ('queued', 'retrying', 'running') RETURNING lane",
     )
     .bind(id)
     .bind(ticket)
@@ -205,7 +208,8 @@ pub async fn schedule_retry(
 ) -> sqlx::Result<Option<Lane>> {
     sqlx::query_scalar(
         "UPDATE jobs SET state = 'retrying', stage = $3, task_id = $4, error_code = $5, error = $6, \
-         run_after = $7, updated_at = now() WHERE id = $1 AND task_id = $2 RETURNING lane",
+         run_after = $7, updated_at = now() WHERE id = $1 AND task_id IN ($2, $4) \
+           AND state IN ('queued', 'retrying', 'running') RETURNING lane",
     )
     .bind(id)
     .bind(ticket)
@@ -218,24 +222,27 @@ pub async fn schedule_retry(
     .await
 }
 
-/// Gives back the attempt the run holding `ticket` claimed: it could not do its work for a
-/// reason that is not the job's (its site asked to wait). The job waits until `run_after` under
-/// the same ticket. Returns false when the run no longer holds the job.
+/// Gives back the attempt the run holding `ticket` claimed (`claimed` is the record as the claim
+/// returned it): it could not do its work for a reason that is not the job's (its site asked to
+/// wait). The job waits until `run_after` under the same ticket. Returns false when the run no
+/// longer holds the job.
 pub async fn defer(
     db: impl PgExecutor<'_>,
-    id: &str,
-    ticket: &str,
+    claimed: &JobRecord,
     error_code: &str,
     error: &str,
     run_after: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
+    // Counts set from the claim, not decremented: written twice, they are still right.
     let done = sqlx::query(
-        "UPDATE jobs SET state = 'retrying', attempts = GREATEST(attempts - 1, 0), \
-           total_attempts = GREATEST(total_attempts - 1, 0), error_code = $3, error = $4, \
-           run_after = $5, updated_at = now() WHERE id = $1 AND task_id = $2",
+        "UPDATE jobs SET state = 'retrying', attempts = GREATEST($3 - 1, 0), \
+           total_attempts = GREATEST($4 - 1, 0), error_code = $5, error = $6, \
+           run_after = $7, updated_at = now() WHERE id = $1 AND task_id = $2",
     )
-    .bind(id)
-    .bind(ticket)
+    .bind(&claimed.id)
+    .bind(&claimed.task_id)
+    .bind(claimed.attempts)
+    .bind(claimed.total_attempts)
     .bind(error_code)
     .bind(error)
     .bind(run_after)
@@ -258,7 +265,8 @@ pub enum Settled {
 pub async fn succeed(db: impl PgExecutor<'_>, id: &str, ticket: &str) -> sqlx::Result<Settled> {
     let row: Option<(Option<f64>,)> = sqlx::query_as(
         "UPDATE jobs SET state = 'succeeded', error_code = NULL, error = NULL, updated_at = now(), \
-         finished_at = now() WHERE id = $1 AND task_id = $2 \
+         finished_at = COALESCE(finished_at, now()) WHERE id = $1 AND task_id = $2 \
+           AND state IN ('queued', 'retrying', 'running', 'succeeded') \
          RETURNING (SELECT EXTRACT(EPOCH FROM clock_timestamp() - saved_at)::float8 \
                     FROM saved_content WHERE saved_content.id = jobs.bookmark_id)",
     )
@@ -282,7 +290,8 @@ pub async fn fail(
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE jobs SET state = 'failed', error_code = $3, error = $4, updated_at = now(), \
-         finished_at = now() WHERE id = $1 AND task_id = $2",
+         finished_at = COALESCE(finished_at, now()) WHERE id = $1 AND task_id = $2 \
+           AND state IN ('queued', 'retrying', 'running', 'failed')",
     )
     .bind(id)
     .bind(ticket)

@@ -118,6 +118,10 @@ impl SchedulingMetrics {
         for t in SETTLE_TARGETS {
             m.settle_retries.with_label_values(&[t]).reset();
         }
+        // Host waits are scrape-side reasons only (the database/unavailable ones are not a host's).
+        for r in &WAIT_REASONS[..4] {
+            let _ = m.host_wait_seconds.with_label_values(&[r]);
+        }
         Ok(m)
     }
 

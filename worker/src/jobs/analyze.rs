@@ -10,7 +10,7 @@ use fuze_shared::{
 use super::{
     Failure,
     job::{Admission, Job},
-    runner::Run,
+    runner::{self, Run},
 };
 use crate::{
     analyze::{self, TagIndex, quality::QualityInputs},
@@ -94,7 +94,12 @@ async fn analyze_bookmark(ctx: &JobContext, run: &Run, job: StageJob) -> Result<
             "the bookmark was deleted",
         ));
     }
-    if records::succeed(&ctx.db, &job.job_id, &run.ticket).await? == records::Settled::NotHeld {
+    // The analysis is stored: a lost answer from here on must not run it again.
+    let settled = runner::until_written(ctx, "job_settle", || {
+        records::succeed(&ctx.db, &job.job_id, &run.ticket)
+    })
+    .await;
+    if settled == records::Settled::NotHeld {
         return Err(Failure::Superseded);
     }
     ctx.bookmarks_changed(job.user_id).await;

@@ -279,7 +279,7 @@ async fn settle_failure<J: Job>(
         } => {
             let run_after = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
             let held = until_written(ctx, "job_settle", || {
-                records::defer(&ctx.db, &job.job_id, &run.ticket, code, &message, run_after)
+                records::defer(&ctx.db, &claimed.record, code, &message, run_after)
             })
             .await;
             if !held {
@@ -308,7 +308,9 @@ async fn settle_failure<J: Job>(
         }
     };
     if let Some(delay) = retry_in {
-        schedule_retry(ctx, run, job, code, &message, delay).await;
+        if !schedule_retry(ctx, run, job, code, &message, delay).await {
+            return ("skipped", RunEnd::Finished(Ended::Done));
+        }
         tracing::warn!(queue = q, job = job.job_id, attempt, code, %message, ?delay, "job will retry");
         return ("retried", RunEnd::Finished(Ended::Done));
     }
@@ -336,7 +338,7 @@ async fn settle_failure<J: Job>(
 
 /// Records the retry under a new ticket, then enqueues that ticket (a ticket never arrives
 /// before its record). If the enqueue fails, the clock's reconciler finds the job without a live
-/// ticket and enqueues it again.
+/// ticket and enqueues it again. Returns false when the run no longer holds the job.
 async fn schedule_retry(
     ctx: &JobContext,
     run: &Run,
@@ -344,7 +346,7 @@ async fn schedule_retry(
     code: &str,
     message: &str,
     delay: Duration,
-) {
+) -> bool {
     let next = new_task_id();
     let run_after = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
     let lane = until_written(ctx, "job_settle", || {
@@ -361,7 +363,7 @@ async fn schedule_retry(
     })
     .await;
     let Some(lane) = lane else {
-        return;
+        return false;
     };
     let ticket = Ticket {
         queue: run.queue,
@@ -373,11 +375,13 @@ async fn schedule_retry(
         ctx.metrics.redis_errors.with_label_values(&["queue"]).inc();
         tracing::warn!(job = job.job_id, error = %format!("{e:#}"), "retry not enqueued; the reconciler will");
     }
+    true
 }
 
-/// Moves a job to its next stage: records the change under a new ticket, then enqueues it in
-/// the same lane. If the enqueue fails, the record already names the new stage and ticket, and
-/// the clock's reconciler enqueues it.
+/// Moves a job to its next stage: records the change under a new ticket (until the database
+/// answers: the stage's work is done and stored, and a lost answer must not make it run again),
+/// then enqueues it in the same lane. If the enqueue fails, the record already names the new
+/// stage and ticket, and the clock's reconciler enqueues it.
 pub async fn hand_off<P: Serialize>(
     ctx: &JobContext,
     run: &Run,
@@ -387,9 +391,11 @@ pub async fn hand_off<P: Serialize>(
     payload: &P,
 ) -> Result<(), Failure> {
     let ticket = new_task_id();
-    let lane = records::advance(&ctx.db, job_id, &run.ticket, next.as_str(), &ticket)
-        .await?
-        .ok_or(Failure::Superseded)?;
+    let lane = until_written(ctx, "job_settle", || {
+        records::advance(&ctx.db, job_id, &run.ticket, next.as_str(), &ticket)
+    })
+    .await
+    .ok_or(Failure::Superseded)?;
     let next_ticket = Ticket {
         queue: next,
         id: &ticket,
@@ -437,7 +443,7 @@ async fn finish_ticket(ctx: &JobContext, run: &Run) {
 
 /// Retries `write` with backoff until it succeeds, counting the failures. Only a shutdown
 /// (which drops the whole run) ends the wait.
-pub(super) async fn until_written<T, E, F, Fut>(
+pub(crate) async fn until_written<T, E, F, Fut>(
     ctx: &JobContext,
     what: &'static str,
     mut write: F,
