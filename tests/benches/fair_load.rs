@@ -10,7 +10,9 @@
 //!   the test's keys by kind (the job machinery must go back; caches live out their TTLs).
 //!
 //! The api runs in this process with per-user write limits off (A saves as fast as it can); one
-//! worker process (release build) with the default concurrency. `cargo bench -p fuze-tests
+//! worker process (release build) with the default concurrency. A's pages all carry the same
+//! text (distinct URLs), so after the first its embeddings come from the embedding cache: the
+//! bench measures the queue and the politeness, not the model's throughput on this machine. `cargo bench -p fuze-tests
 //! --bench fair_load` after `cargo build --release --bins`, or `make bench`.
 //! `FUZE_BENCH_QUICK=1`: 400 links for A, 10 saves for B, 10 s after.
 
@@ -128,7 +130,7 @@ async fn run(plan: &Plan, polite: bool) -> RunResult {
     let started = Instant::now();
     let a_saving = async {
         let urls: Vec<String> = (0..plan.a_links)
-            .map(|i| a_hosts[i % A_HOSTS].url(&format!("/slow/{PAGE_MS}/a{i}")))
+            .map(|i| a_hosts[i % A_HOSTS].url(&format!("/slow/{PAGE_MS}/backlog?n={i}")))
             .collect();
         for chunk in urls.chunks(16) {
             let saves = chunk.iter().map(|url| api.save(&a_token, url));

@@ -31,9 +31,10 @@ async fn one_users_single_save_does_not_wait_behind_anothers_backlog() {
     let a_pages = PageServer::start_on("127.0.0.7").await;
     let b_pages = PageServer::start_on("127.0.0.8").await;
 
-    // User A queues a thousand slow pages, eight saves at a time.
+    // User A queues a thousand slow pages, eight saves at a time (one text for all, so the
+    // model embeds it once and the embedding cache serves the rest).
     let urls: Vec<String> = (0..1000)
-        .map(|i| a_pages.url(&format!("/slow/200/a{i}")))
+        .map(|i| a_pages.url(&format!("/slow/200/backlog?n={i}")))
         .collect();
     for chunk in urls.chunks(8) {
         let saves = chunk.iter().map(|url| api.save(&a_token, url));
