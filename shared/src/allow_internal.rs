@@ -27,7 +27,7 @@ impl InternalAllowList {
     /// Whether `host` (a DNS name, any case, with or without the trailing dot) is listed.
     pub fn admits_host(&self, host: &str) -> bool {
         let host = normalize_host(host);
-        self.hosts.iter().any(|h| *h == host)
+        self.hosts.contains(&host)
     }
 }
 

@@ -132,12 +132,7 @@ async fn run(plan: &Plan, polite: bool) -> RunResult {
         let urls: Vec<String> = (0..plan.a_links)
             .map(|i| a_hosts[i % A_HOSTS].url(&format!("/slow/{PAGE_MS}/backlog?n={i}")))
             .collect();
-        for chunk in urls.chunks(16) {
-            let saves = chunk.iter().map(|url| api.save(&a_token, url));
-            for (status, saved) in futures::future::join_all(saves).await {
-                assert_eq!(status, 202, "{saved}");
-            }
-        }
+        api.save_new_links(&a_token, &urls, 16).await;
         started.elapsed()
     };
     let b_saving = async {
@@ -152,18 +147,7 @@ async fn run(plan: &Plan, polite: bool) -> RunResult {
         }
     };
     let (a_saved_in, ()) = tokio::join!(a_saving, b_saving);
-    loop {
-        let unfinished: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs WHERE state NOT IN ('succeeded', 'failed')",
-        )
-        .fetch_one(&env.pool)
-        .await
-        .expect("count");
-        if unfinished == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    env.wait_until_jobs_final(Duration::from_secs(3600)).await;
     let (failed,): (i64,) = sqlx::query_as("SELECT count(*) FROM jobs WHERE state = 'failed'")
         .fetch_one(&env.pool)
         .await

@@ -80,6 +80,25 @@ impl TestApi {
         (status, res.json().await.expect("save reply is JSON"))
     }
 
+    /// Saves every link, `at_once` requests at a time, expecting each to be new (202); returns
+    /// the job ids in order.
+    pub async fn save_new_links(
+        &self,
+        token: &str,
+        urls: &[String],
+        at_once: usize,
+    ) -> Vec<String> {
+        let mut jobs = Vec::with_capacity(urls.len());
+        for chunk in urls.chunks(at_once.max(1)) {
+            let saves = chunk.iter().map(|url| self.save(token, url));
+            for (status, saved) in futures::future::join_all(saves).await {
+                assert_eq!(status, 202, "{saved}");
+                jobs.push(saved["job"]["id"].as_str().expect("job id").to_owned());
+            }
+        }
+        jobs
+    }
+
     pub async fn job(&self, token: &str, id: &str) -> Value {
         let res = self
             .get(&format!("/api/v1/jobs/{id}"), token)

@@ -108,6 +108,27 @@ impl TestEnv {
             .expect("create user")
     }
 
+    /// Waits until no job record is queued, retrying or running; panics after `timeout`.
+    pub async fn wait_until_jobs_final(&self, timeout: std::time::Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            let unfinished: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM jobs WHERE state NOT IN ('succeeded', 'failed')",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .expect("count unfinished jobs");
+            if unfinished == 0 {
+                return;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{unfinished} jobs unfinished after {timeout:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&self.pool)

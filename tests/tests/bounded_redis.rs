@@ -70,31 +70,9 @@ async fn redis_comes_back_to_its_baseline_after_thousands_of_runs() {
     let page = pages.doc_url("Same page", "Short and identical text on every page.");
     let mut urls: Vec<String> = (0..GOOD).map(|i| format!("{page}&n={i}")).collect();
     urls.extend((0..FAILING).map(|i| pages.url(&format!("/status/404?n={i}"))));
-    let mut jobs = Vec::new();
-    for chunk in urls.chunks(16) {
-        let saves = chunk.iter().map(|url| api.save(&token, url));
-        for (status, saved) in futures::future::join_all(saves).await {
-            assert_eq!(status, 202, "{saved}");
-            jobs.push(saved["job"]["id"].as_str().expect("id").to_owned());
-        }
-    }
+    api.save_new_links(&token, &urls, 16).await;
     let started = Instant::now();
-    loop {
-        let unfinished: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs WHERE state NOT IN ('succeeded', 'failed')",
-        )
-        .fetch_one(&env.pool)
-        .await
-        .expect("count");
-        if unfinished == 0 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "{unfinished} jobs unfinished after 5 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    env.wait_until_jobs_final(Duration::from_secs(300)).await;
     let (succeeded, failed): (i64, i64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE state = 'succeeded'), count(*) FILTER (WHERE state = 'failed') FROM jobs",
     )

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use fuze_shared::{
     jobs::{
-        Lane, Owner, QueueName,
+        Lane, Owner, QueueName, Ticket,
         fair::{DispatchRules, FairQueue, Place},
     },
     keys::Keys,
@@ -54,16 +54,14 @@ impl Fixture {
         } else {
             Place::Back
         };
+        let ticket = Ticket {
+            queue: Q,
+            id: ticket,
+            owner,
+            lane,
+        };
         self.fair
-            .enqueue(
-                Q,
-                ticket,
-                owner,
-                lane,
-                &json!({ "n": ticket }),
-                delay,
-                place,
-            )
+            .enqueue(ticket, &json!({ "n": ticket.id }), delay, place)
             .await
             .expect("enqueue");
     }

@@ -36,12 +36,7 @@ async fn one_users_single_save_does_not_wait_behind_anothers_backlog() {
     let urls: Vec<String> = (0..1000)
         .map(|i| a_pages.url(&format!("/slow/200/backlog?n={i}")))
         .collect();
-    for chunk in urls.chunks(8) {
-        let saves = chunk.iter().map(|url| api.save(&a_token, url));
-        for (status, saved) in futures::future::join_all(saves).await {
-            assert_eq!(status, 202, "{saved}");
-        }
-    }
+    api.save_new_links(&a_token, &urls, 8).await;
     let a_started_before = started(&env, a).await;
 
     let (status, saved) = api.save(&b_token, &b_pages.url("/page/b-only")).await;

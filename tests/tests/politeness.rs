@@ -8,16 +8,6 @@ use serde_json::Value;
 
 const INTERNAL_OK: (&str, &str) = ("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8");
 
-async fn save_all(api: &TestApi, token: &str, urls: &[String]) -> Vec<String> {
-    let mut jobs = Vec::new();
-    for url in urls {
-        let (status, saved) = api.save(token, url).await;
-        assert_eq!(status, 202, "{url}: {saved}");
-        jobs.push(saved["job"]["id"].as_str().expect("job id").to_owned());
-    }
-    jobs
-}
-
 async fn wait_all(api: &TestApi, token: &str, jobs: &[String], timeout: Duration) -> Vec<Value> {
     let mut done = Vec::new();
     for job in jobs {
@@ -47,7 +37,7 @@ async fn a_host_never_sees_more_than_its_cap_across_workers() {
         .collect();
     urls.extend((0..6).map(|i| other.url(&format!("/slow/400/other{i}"))));
     let started = Instant::now();
-    let jobs = save_all(&api, &token, &urls).await;
+    let jobs = api.save_new_links(&token, &urls, 1).await;
     for job in wait_all(&api, &token, &jobs, Duration::from_secs(60)).await {
         assert_eq!(job["state"], "succeeded", "{job}");
         // Waiting for a host's turn spends no attempt.
@@ -81,7 +71,7 @@ async fn retry_after_defers_the_host_without_spending_an_attempt() {
     // The first request gets 429 with Retry-After: 2, then the page.
     let path = "/limited/2/1/patience";
     let saved_at = Instant::now();
-    let jobs = save_all(&api, &token, &[site.url(path)]).await;
+    let jobs = api.save_new_links(&token, &[site.url(path)], 1).await;
     let deferred = api
         .wait_until(&token, &jobs[0], Duration::from_secs(20), |j| {
             j["state"] == "retrying" || j["state"] == "succeeded"
@@ -94,7 +84,9 @@ async fn retry_after_defers_the_host_without_spending_an_attempt() {
         "the attempt was given back: {deferred}"
     );
     // A page of the same host saved meanwhile also waits for the hold to end.
-    let second = save_all(&api, &token, &[site.url("/page/same-host")]).await;
+    let second = api
+        .save_new_links(&token, &[site.url("/page/same-host")], 1)
+        .await;
     let done = wait_all(
         &api,
         &token,
@@ -130,16 +122,17 @@ async fn robots_txt_is_obeyed_and_fetched_once() {
     site.set_robots(
         "User-agent: *\nDisallow: /page/private\n\nUser-agent: OtherBot\nDisallow: /\n",
     );
-    let jobs = save_all(
-        &api,
-        &token,
-        &[
-            site.url("/page/private-notes"),
-            site.url("/page/public-notes"),
-            site.url("/page/more-public-notes"),
-        ],
-    )
-    .await;
+    let jobs = api
+        .save_new_links(
+            &token,
+            &[
+                site.url("/page/private-notes"),
+                site.url("/page/public-notes"),
+                site.url("/page/more-public-notes"),
+            ],
+            1,
+        )
+        .await;
     let done = wait_all(&api, &token, &jobs, Duration::from_secs(30)).await;
     assert_eq!(done[0]["state"], "failed", "{}", done[0]);
     assert_eq!(done[0]["error"]["code"], "robots_disallowed", "{}", done[0]);
@@ -166,7 +159,9 @@ async fn robots_txt_is_obeyed_and_fetched_once() {
     )
     .await;
     let (_, token) = env.user().await;
-    let jobs = save_all(&api, &token, &[site.url("/page/private-notes")]).await;
+    let jobs = api
+        .save_new_links(&token, &[site.url("/page/private-notes")], 1)
+        .await;
     let done = wait_all(&api, &token, &jobs, Duration::from_secs(30)).await;
     assert_eq!(done[0]["state"], "succeeded", "{}", done[0]);
 }
@@ -192,7 +187,7 @@ async fn repeated_failures_open_the_hosts_breaker() {
         .map(|i| down.url(&format!("/status/503?n={i}")))
         .collect();
     let started = Instant::now();
-    let jobs = save_all(&api, &token, &urls).await;
+    let jobs = api.save_new_links(&token, &urls, 1).await;
     let done = wait_all(&api, &token, &jobs, Duration::from_secs(30)).await;
     for job in &done {
         assert_eq!(job["state"], "failed", "{job}");

@@ -12,7 +12,7 @@ pub mod wake;
 pub mod warm;
 
 pub use codec::{PassThroughCodec, RawPayload};
-pub use fair::{Lane, Owner};
+pub use fair::{Lane, Owner, Ticket};
 pub use payload::{StageJob, WarmJob};
-pub use queue::{JobQueues, QueueName, Ticket, WorkerStorage};
+pub use queue::{JobQueues, QueueName, WorkerStorage};
 pub use records::JobRecord;

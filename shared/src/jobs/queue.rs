@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::{
     codec::{PassThroughCodec, RawPayload},
-    fair::{FairQueue, Lane, Owner, Place},
+    fair::{FairQueue, Place, Ticket},
 };
 use crate::{config::WorkerConfig, keys::Keys};
 
@@ -47,15 +47,6 @@ impl QueueName {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|q| q.as_str() == name)
     }
-}
-
-/// Where a stage's run enters the queues: its ticket, whose turn it waits for and in which lane.
-#[derive(Debug, Clone, Copy)]
-pub struct Ticket<'a> {
-    pub queue: QueueName,
-    pub id: &'a str,
-    pub owner: Owner,
-    pub lane: Lane,
 }
 
 /// Handles to every queue: the fair queues (where jobs are enqueued), the apalis queues behind
@@ -159,15 +150,7 @@ impl JobQueues {
             Place::Back
         };
         self.fair
-            .enqueue(
-                ticket.queue,
-                ticket.id,
-                ticket.owner,
-                ticket.lane,
-                job,
-                delay,
-                place,
-            )
+            .enqueue(ticket, job, delay, place)
             .await
             .with_context(|| format!("failed to enqueue to the {} queue", ticket.queue.as_str()))
     }

@@ -193,27 +193,24 @@ pub async fn advance(
     .await
 }
 
-/// Schedules another attempt of `stage` under `next_ticket`. Returns the job's lane, or `None`
+/// Schedules another attempt of the job's stage under `next_ticket`. Returns the job's lane, or `None`
 /// when the run holding `ticket` no longer holds the job.
-#[allow(clippy::too_many_arguments)]
 pub async fn schedule_retry(
     db: impl PgExecutor<'_>,
     id: &str,
     ticket: &str,
-    stage: &str,
     next_ticket: &str,
     error_code: &str,
     error: &str,
     run_after: DateTime<Utc>,
 ) -> sqlx::Result<Option<Lane>> {
     sqlx::query_scalar(
-        "UPDATE jobs SET state = 'retrying', stage = $3, task_id = $4, error_code = $5, error = $6, \
-         run_after = $7, updated_at = now() WHERE id = $1 AND task_id IN ($2, $4) \
+        "UPDATE jobs SET state = 'retrying', task_id = $3, error_code = $4, error = $5, \
+         run_after = $6, updated_at = now() WHERE id = $1 AND task_id IN ($2, $3) \
            AND state IN ('queued', 'retrying', 'running') RETURNING lane",
     )
     .bind(id)
     .bind(ticket)
-    .bind(stage)
     .bind(next_ticket)
     .bind(error_code)
     .bind(error)

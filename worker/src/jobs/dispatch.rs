@@ -78,7 +78,12 @@ pub async fn run(
             _ = freed.notified() => {}
             _ = wakes.next() => {}
             _ = tick.tick() => {}
-            _ = stop.changed() => {}
+            changed = stop.changed() => {
+                // The runtime is ending (the sender is gone): so is this loop.
+                if changed.is_err() {
+                    return;
+                }
+            }
         }
     }
 }

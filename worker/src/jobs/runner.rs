@@ -354,7 +354,6 @@ async fn schedule_retry(
             &ctx.db,
             &job.job_id,
             &run.ticket,
-            run.queue.as_str(),
             &next,
             code,
             message,

@@ -69,6 +69,15 @@ impl Owner {
     }
 }
 
+/// Where a stage's run enters the queues: its ticket, whose turn it waits for and in which lane.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket<'a> {
+    pub queue: QueueName,
+    pub id: &'a str,
+    pub owner: Owner,
+    pub lane: Lane,
+}
+
 /// What travels through the fair queue and apalis: the ticket and its place, then the job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope<J> {
@@ -166,23 +175,20 @@ impl FairQueue {
     /// Adds a ticket: runnable now, or after `delay`.
     pub async fn enqueue<J: Serialize>(
         &self,
-        queue: QueueName,
-        ticket: &str,
-        owner: Owner,
-        lane: Lane,
+        ticket: Ticket<'_>,
         job: &J,
         delay: Option<Duration>,
         place: Place,
     ) -> anyhow::Result<()> {
         let envelope = Envelope {
-            ticket: ticket.to_owned(),
-            owner: owner.key(),
-            lane,
+            ticket: ticket.id.to_owned(),
+            owner: ticket.owner.key(),
+            lane: ticket.lane,
             job,
         };
         let bytes = serde_json::to_vec(&envelope)?;
-        let stage = self.stage(queue);
-        let keys = self.lane(queue, lane);
+        let stage = self.stage(ticket.queue);
+        let keys = self.lane(ticket.queue, ticket.lane);
         let now = now_ms();
         let due = delay.map_or(0, |d| now + millis(d));
         let mut conn = self.conn.clone();
@@ -192,10 +198,10 @@ impl FairQueue {
             .key(&keys.ring)
             .key(&keys.owner_prefix)
             .key(&stage.ready_counts)
-            .arg(ticket)
+            .arg(ticket.id)
             .arg(bytes)
             .arg(&envelope.owner)
-            .arg(lane.as_str())
+            .arg(ticket.lane.as_str())
             .arg(due)
             .arg(now)
             .arg(match place {
