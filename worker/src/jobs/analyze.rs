@@ -41,7 +41,7 @@ impl Job for Analyze {
         Some(job)
     }
 
-    async fn admit(_: &JobContext, _: &StageJob) -> Admission<()> {
+    async fn admit(_: &JobContext, _: &Run, _: &StageJob) -> Admission<()> {
         Admission::Go(())
     }
 

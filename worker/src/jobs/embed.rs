@@ -33,7 +33,7 @@ impl Job for Embed {
         Some(job)
     }
 
-    async fn admit(_: &JobContext, _: &StageJob) -> Admission<()> {
+    async fn admit(_: &JobContext, _: &Run, _: &StageJob) -> Admission<()> {
         Admission::Go(())
     }
 

@@ -44,6 +44,7 @@ pub trait Job: Send + Sync + 'static {
     /// attempt and holds no worker slot while it waits.
     fn admit(
         ctx: &JobContext,
+        run: &Run,
         job: &Self::Payload,
     ) -> impl Future<Output = Admission<Self::Permit>> + Send;
 

@@ -49,6 +49,8 @@ pub struct Run {
     pub queue: QueueName,
     pub ticket: String,
     pub lane: Lane,
+    /// The time this run was told to wait for, when it comes back from a deferral.
+    pub promised: Option<u64>,
 }
 
 /// The ticket of an envelope whose job does not decode.
@@ -90,6 +92,7 @@ async fn deliver<J: Job>(ctx: &JobContext, payload: &RawPayload, delivery: &Deli
                     queue: J::QUEUE,
                     ticket: header.ticket,
                     lane: Lane::Interactive,
+                    promised: None,
                 };
                 finish_ticket(ctx, &run).await;
             }
@@ -100,9 +103,10 @@ async fn deliver<J: Job>(ctx: &JobContext, payload: &RawPayload, delivery: &Deli
         queue: J::QUEUE,
         ticket: envelope.ticket,
         lane: envelope.lane,
+        promised: envelope.promised,
     };
     let job = envelope.job;
-    let permit = match J::admit(ctx, &job).await {
+    let permit = match J::admit(ctx, &run, &job).await {
         Admission::Go(permit) => permit,
         Admission::Wait { wait, reason } => {
             ctx.metrics.scheduling.waits(q, reason);

@@ -61,8 +61,8 @@ impl Job for Scrape {
         Some(job)
     }
 
-    async fn admit(ctx: &JobContext, job: &StageJob) -> Admission<Ready> {
-        match admit(ctx, job).await {
+    async fn admit(ctx: &JobContext, run: &Run, job: &StageJob) -> Admission<Ready> {
+        match admit(ctx, run.promised, job).await {
             Ok(admission) => admission,
             Err(e) => {
                 tracing::warn!(job = job.job_id, error = %format!("{e:#}"), "scrape admission failed; waiting");
@@ -140,8 +140,13 @@ impl Job for Scrape {
     }
 }
 
-/// The scrape's turn: a cached page, or its host's turn and robots.txt's blessing.
-async fn admit(ctx: &JobContext, job: &StageJob) -> anyhow::Result<Admission<Ready>> {
+/// The scrape's turn: a cached page, or its host's turn and robots.txt's blessing. `promised`:
+/// the start its host promised this run when it last turned it away.
+async fn admit(
+    ctx: &JobContext,
+    promised: Option<u64>,
+    job: &StageJob,
+) -> anyhow::Result<Admission<Ready>> {
     let Some(raw) = bookmarks::url_of(&ctx.db, job.user_id, job.bookmark_id).await? else {
         return Ok(Admission::Go(Ready::Gone));
     };
@@ -154,7 +159,7 @@ async fn admit(ctx: &JobContext, job: &StageJob) -> anyhow::Result<Admission<Rea
         return Ok(Admission::Go(Ready::Cached(url, page)));
     }
     let host = host_of(&url);
-    let mut lease = match turn(ctx, &host).await? {
+    let mut lease = match turn(ctx, &host, promised).await? {
         Ok(lease) => lease,
         Err(wait) => return Ok(wait),
     };
@@ -165,7 +170,7 @@ async fn admit(ctx: &JobContext, job: &StageJob) -> anyhow::Result<Admission<Rea
                 // Fetching robots.txt was this turn's request; the page needs a turn of its own.
                 let verdict = ctx.robots.fetch(&ctx.scraper, url.as_url()).await?;
                 lease.release().await;
-                lease = match turn(ctx, &host).await? {
+                lease = match turn(ctx, &host, None).await? {
                     Ok(lease) => lease,
                     Err(wait) => return Ok(wait),
                 };
@@ -182,8 +187,12 @@ async fn admit(ctx: &JobContext, job: &StageJob) -> anyhow::Result<Admission<Rea
 }
 
 /// The host's turn, or the admission that says how long to wait for it.
-async fn turn(ctx: &JobContext, host: &str) -> redis::RedisResult<Result<Lease, Admission<Ready>>> {
-    Ok(match ctx.politeness.acquire(host).await? {
+async fn turn(
+    ctx: &JobContext,
+    host: &str,
+    promised: Option<u64>,
+) -> redis::RedisResult<Result<Lease, Admission<Ready>>> {
+    Ok(match ctx.politeness.acquire(host, promised).await? {
         Turn::Granted(lease) => Ok(lease),
         Turn::Wait { wait, reason } => {
             ctx.metrics.scheduling.host_wait(reason.as_str(), wait);

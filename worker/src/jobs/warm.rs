@@ -37,7 +37,7 @@ impl Job for Warm {
         None
     }
 
-    async fn admit(_: &JobContext, _: &WarmJob) -> Admission<()> {
+    async fn admit(_: &JobContext, _: &Run, _: &WarmJob) -> Admission<()> {
         Admission::Go(())
     }
 

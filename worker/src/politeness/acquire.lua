@@ -4,6 +4,7 @@
 -- KEYS[5] the last start time promised to a waiting request (ms)
 -- ARGV[1] now ms  ARGV[2] most requests in flight (0 = no cap)  ARGV[3] interval ms
 -- ARGV[4] lease ttl ms  ARGV[5] lease id  ARGV[6] spacing of waiters on a busy host (ms)
+-- ARGV[7] the start this host promised the caller when it last turned it away (0: none)
 -- Returns {1, 0, 'ok'} with the lease taken, or {0, wait ms, reason}.
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[3])
@@ -27,6 +28,13 @@ local function wait_in_line(earliest, spacing, reason)
   local slot = math.max(earliest, last + spacing, now + 1)
   redis.call('set', KEYS[5], slot, 'PX', slot - now + 60000)
   return {0, slot - now, reason}
+end
+
+-- A newcomer does not jump the line: while starts are promised to waiting requests, it gets the
+-- next free one after them. A request whose promised start has come takes its turn below.
+local last = tonumber(redis.call('get', KEYS[5]) or '0')
+if tonumber(ARGV[7]) == 0 and last > now then
+  return wait_in_line(now, math.max(interval, tonumber(ARGV[6])), 'interval')
 end
 
 local cap = tonumber(ARGV[2])

@@ -142,8 +142,10 @@ impl Politeness {
         format!("{}:{part}", self.keys.host(host))
     }
 
-    /// Takes a turn for one request to `host`, or says how long to wait for one.
-    pub async fn acquire(&self, host: &str) -> redis::RedisResult<Turn> {
+    /// Takes a turn for one request to `host`, or says how long to wait for one. `promised`: the
+    /// start this host promised the caller when it last turned it away (it keeps its place in
+    /// line; a newcomer queues behind every promise).
+    pub async fn acquire(&self, host: &str, promised: Option<u64>) -> redis::RedisResult<Turn> {
         static ACQUIRE: LazyLock<Script> =
             LazyLock::new(|| Script::new(include_str!("acquire.lua")));
         let lease_id = ulid3::Ulid::generate().to_string();
@@ -162,6 +164,7 @@ impl Politeness {
             .arg(millis(self.lease_ttl))
             .arg(&lease_id)
             .arg(millis(BUSY_SPACING))
+            .arg(promised.unwrap_or(0))
             .invoke_async(&mut conn)
             .await?;
         if granted == 1 {

@@ -10,9 +10,10 @@
 -- KEYS[1] items  KEYS[2] dispatching set  KEYS[3] turn counter  KEYS[4] ready counts
 -- KEYS[5] the runner's ready list  KEYS[6] the runner's scheduled set
 -- KEYS[7..9] interactive ring, delayed set, owner list prefix; KEYS[10..12] the same for bulk
+-- KEYS[13] promised times (set when a ticket was deferred)
 -- ARGV[1] now ms  ARGV[2] window  ARGV[3] bulk_every (0 = bulk only when interactive is empty)
 -- ARGV[4] most delayed tickets promoted per lane and call
--- Returns {ticket, envelope} or false.
+-- Returns {ticket, envelope, the time it was promised or ''} or false.
 local now = tonumber(ARGV[1])
 local lanes = {
   {name = 'interactive', ring = KEYS[7], delayed = KEYS[8], prefix = KEYS[9]},
@@ -65,7 +66,9 @@ for _, lane in ipairs(order) do
       local envelope = redis.call('hget', KEYS[1], ticket)
       if envelope then
         redis.call('zadd', KEYS[2], now, ticket)
-        return {ticket, envelope}
+        local promised = redis.call('hget', KEYS[13], ticket) or ''
+        redis.call('hdel', KEYS[13], ticket)
+        return {ticket, envelope, promised}
       end
     end
   end

@@ -84,6 +84,10 @@ pub struct Envelope<J> {
     pub ticket: String,
     pub owner: String,
     pub lane: Lane,
+    /// When a deferred ticket comes back: the time it was told to wait for (Unix ms). A host
+    /// that promised this run a turn at that time keeps the promise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promised: Option<u64>,
     pub job: J,
 }
 
@@ -110,6 +114,25 @@ pub struct LanePending {
 pub struct Taken {
     pub ticket: String,
     pub envelope: Vec<u8>,
+}
+
+impl Taken {
+    /// The envelope to hand over: as enqueued, plus the time the ticket was promised if it
+    /// comes back from a deferral.
+    fn with_promise(ticket: String, envelope: Vec<u8>, promised: &str) -> Self {
+        let promised: Option<u64> = promised.parse().ok();
+        let envelope = match promised {
+            None => envelope,
+            Some(at) => match serde_json::from_slice::<serde_json::Value>(&envelope) {
+                Ok(serde_json::Value::Object(mut fields)) => {
+                    fields.insert("promised".to_owned(), at.into());
+                    serde_json::to_vec(&fields).unwrap_or(envelope)
+                }
+                _ => envelope,
+            },
+        };
+        Self { ticket, envelope }
+    }
 }
 
 /// How a stage's tickets are taken.
@@ -140,6 +163,7 @@ struct StageKeys {
     dispatching: String,
     turn: String,
     ready_counts: String,
+    promised: String,
 }
 
 struct LaneKeys {
@@ -160,6 +184,7 @@ impl FairQueue {
             dispatching: format!("{base}:dispatching"),
             turn: format!("{base}:turn"),
             ready_counts: format!("{base}:ready"),
+            promised: format!("{base}:promised"),
         }
     }
 
@@ -184,6 +209,7 @@ impl FairQueue {
             ticket: ticket.id.to_owned(),
             owner: ticket.owner.key(),
             lane: ticket.lane,
+            promised: None,
             job,
         };
         let bytes = serde_json::to_vec(&envelope)?;
@@ -224,7 +250,7 @@ impl FairQueue {
         let stage = self.stage(queue);
         let [interactive, bulk] = Lane::ALL.map(|l| self.lane(queue, l));
         let mut conn = self.conn.clone();
-        let taken: Option<(String, Vec<u8>)> = script(Scripts::Dispatch)
+        let taken: Option<(String, Vec<u8>, String)> = script(Scripts::Dispatch)
             .key(&stage.items)
             .key(&stage.dispatching)
             .key(&stage.turn)
@@ -237,13 +263,15 @@ impl FairQueue {
             .key(&bulk.ring)
             .key(&bulk.delayed)
             .key(&bulk.owner_prefix)
+            .key(&stage.promised)
             .arg(now_ms())
             .arg(rules.window)
             .arg(rules.bulk_every)
             .arg(PROMOTE_MAX)
             .invoke_async(&mut conn)
             .await?;
-        Ok(taken.map(|(ticket, envelope)| Taken { ticket, envelope }))
+        Ok(taken
+            .map(|(ticket, envelope, promised)| Taken::with_promise(ticket, envelope, &promised)))
     }
 
     /// The ticket is in the runner's hands now.
@@ -288,6 +316,7 @@ impl FairQueue {
             .key(&stage.dispatching)
             .key(&interactive.delayed)
             .key(&bulk.delayed)
+            .key(&stage.promised)
             .arg(ticket)
             .arg(now_ms() + millis(delay))
             .invoke_async(&mut conn)
@@ -303,6 +332,7 @@ impl FairQueue {
         redis::pipe()
             .atomic()
             .hdel(&stage.items, ticket)
+            .hdel(&stage.promised, ticket)
             .zrem(&stage.dispatching, ticket)
             .zrem(&interactive.delayed, ticket)
             .zrem(&bulk.delayed, ticket)
