@@ -30,20 +30,39 @@ local function wait_in_line(earliest, spacing, reason)
   return {0, slot - now, reason}
 end
 
+-- A request already in line (it holds a promise) that finds the host not ready yet (the one
+-- before it started late) keeps its place: it waits for the earliest start, not behind the line
+-- (which would cost it a whole interval per late predecessor, and grow the line without end).
+local promised = tonumber(ARGV[7]) > 0
+local function wait_in_place(earliest, reason)
+  local slot = math.max(earliest, now + 1)
+  local last = tonumber(redis.call('get', KEYS[5]) or '0')
+  if slot > last then
+    redis.call('set', KEYS[5], slot, 'PX', slot - now + 60000)
+  end
+  return {0, slot - now, reason}
+end
+
 -- A newcomer does not jump the line: while starts are promised to waiting requests, it gets the
 -- next free one after them. A request whose promised start has come takes its turn below.
 local last = tonumber(redis.call('get', KEYS[5]) or '0')
-if tonumber(ARGV[7]) == 0 and last > now then
+if not promised and last > now then
   return wait_in_line(now, math.max(interval, tonumber(ARGV[6])), 'interval')
 end
 
 local cap = tonumber(ARGV[2])
 if cap > 0 and redis.call('zcard', KEYS[1]) >= cap then
   local spacing = math.max(interval, tonumber(ARGV[6]))
+  if promised then
+    return wait_in_place(now + spacing, 'busy')
+  end
   return wait_in_line(now + spacing, spacing, 'busy')
 end
 local next_start = tonumber(redis.call('get', KEYS[2]) or '0')
 if next_start > now then
+  if promised then
+    return wait_in_place(next_start, 'interval')
+  end
   return wait_in_line(next_start, interval, 'interval')
 end
 
