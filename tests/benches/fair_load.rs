@@ -205,9 +205,7 @@ async fn run(plan: &Plan, polite: bool, b_hosts: usize) -> RunResult {
         result.b_p95_ms,
         b_ms.last().copied().unwrap_or(f64::NAN)
     );
-    println!(
-        "  peak requests in flight per A host: {peaks:?}; B's hosts: {b_peak}"
-    );
+    println!("  peak requests in flight per A host: {peaks:?}; B's hosts: {b_peak}");
     if polite && b_hosts == 1 {
         let right_after = redis_state(&mut conn, &env.prefix).await;
         tokio::time::sleep(plan.settle).await;
