@@ -13,6 +13,7 @@ pub const WAIT_REASONS: &[&str] = &[
     "interval",
     "retry_after",
     "breaker_open",
+    "robots",
     "database",
     "unavailable",
 ];

@@ -159,12 +159,30 @@ async fn admit(
         return Ok(Admission::Go(Ready::Cached(url, page)));
     }
     let host = host_of(&url);
+    let known = if ctx.config.politeness.respect_robots {
+        ctx.robots.cached(url.as_url()).await?
+    } else {
+        Some(Verdict::Allowed)
+    };
+    let hold = ctx.config.scraper.total_timeout + ROBOTS_WAIT;
+    if known.is_none() && !ctx.robots.claim_fetch(url.as_url(), hold).await? {
+        // Another run is fetching this site's robots.txt: wait for its answer.
+        return Ok(Admission::Wait {
+            wait: ROBOTS_WAIT,
+            reason: "robots",
+        });
+    }
     let mut lease = match turn(ctx, &host, promised).await? {
         Ok(lease) => lease,
-        Err(wait) => return Ok(wait),
+        Err(wait) => {
+            if known.is_none() {
+                ctx.robots.release_fetch(url.as_url()).await;
+            }
+            return Ok(wait);
+        }
     };
     if ctx.config.politeness.respect_robots {
-        let verdict = match ctx.robots.cached(url.as_url()).await? {
+        let verdict = match known {
             Some(verdict) => verdict,
             None => {
                 // Fetching robots.txt was this turn's request; the page needs a turn of its own.
@@ -185,6 +203,9 @@ async fn admit(
     }
     Ok(Admission::Go(Ready::Fetch(url, lease)))
 }
+
+/// How long a scrape waits while another run fetches its site's robots.txt.
+const ROBOTS_WAIT: Duration = Duration::from_millis(200);
 
 /// The host's turn, or the admission that says how long to wait for it.
 async fn turn(

@@ -53,6 +53,35 @@ impl Robots {
         Ok(stored.map(|bytes| self.judge(&bytes, url)))
     }
 
+    /// Whether this run may fetch the origin's robots.txt now: one run at a time across every
+    /// worker, so jobs for a new site do not each fetch it (the others wait for its answer in the
+    /// cache). The claim ends when [`Robots::fetch`] stores the answer, or after `hold`.
+    pub async fn claim_fetch(&self, url: &Url, hold: Duration) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        let taken: Option<String> = redis::cmd("SET")
+            .arg(self.fetching_key(url))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(hold.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(taken.is_some())
+    }
+
+    /// Gives up a claim taken by [`Robots::claim_fetch`] without fetching.
+    pub async fn release_fetch(&self, url: &Url) {
+        let mut conn = self.conn.clone();
+        let done: redis::RedisResult<i64> = conn.del(self.fetching_key(url)).await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "failed to release a robots.txt claim; it expires on its own");
+        }
+    }
+
+    fn fetching_key(&self, url: &Url) -> String {
+        format!("{}:fetching", self.keys.robots(&origin(url)))
+    }
+
     /// Fetches the origin's robots.txt, caches what it says, and judges `url` by it.
     pub async fn fetch(&self, scraper: &Scraper, url: &Url) -> redis::RedisResult<Verdict> {
         let robots_url = url.join("/robots.txt").unwrap_or_else(|_| url.clone());
@@ -80,6 +109,7 @@ impl Robots {
         let secs = ttl.as_secs().max(1);
         conn.set_ex::<_, _, ()>(self.keys.robots(&origin(url)), stored, secs)
             .await?;
+        self.release_fetch(url).await;
         Ok(verdict)
     }
 
