@@ -60,3 +60,16 @@ impl ListQuery {
 pub fn invalid_field(message: String) -> ApiError {
     ApiError::unprocessable("invalid_field", message)
 }
+
+/// Whether the client already has the version `etag` names (`If-None-Match`): answer 304.
+pub fn not_modified(
+    req: &actix_web::HttpRequest,
+    etag: &actix_web::http::header::EntityTag,
+) -> bool {
+    use actix_web::http::header::{Header, IfNoneMatch};
+    match IfNoneMatch::parse(req) {
+        Ok(IfNoneMatch::Any) => true,
+        Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(etag)),
+        Err(_) => false,
+    }
+}

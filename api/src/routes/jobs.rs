@@ -2,7 +2,7 @@
 
 use actix_web::{
     HttpRequest, HttpResponse,
-    http::header::{self, ETag, EntityTag, IfNoneMatch},
+    http::header::{self, ETag, EntityTag},
     web,
 };
 use chrono::{DateTime, Utc};
@@ -10,7 +10,7 @@ use fuze_shared::{domain::JobState, jobs::JobRecord, jobs::records};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{auth::AuthUser, error::ApiError, state::AppState};
+use crate::{auth::AuthUser, error::ApiError, routes::common::not_modified, state::AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/jobs/{id}").get(get));
@@ -111,13 +111,4 @@ async fn get(
     } else {
         res.json(view)
     })
-}
-
-fn not_modified(req: &HttpRequest, etag: &EntityTag) -> bool {
-    use actix_web::http::header::Header;
-    match IfNoneMatch::parse(req) {
-        Ok(IfNoneMatch::Any) => true,
-        Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(etag)),
-        Err(_) => false,
-    }
 }
