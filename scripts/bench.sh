@@ -6,6 +6,8 @@
 #     invalidation latency, hit rates of a mixed workload (tests/benches/read_path.rs)
 #   - the job queue under load: fairness between two users, politeness per host, Redis memory
 #     (tests/benches/fair_load.rs)
+#   - a 10,000-link import under production politeness: staging time, api memory, crawl
+#     throughput, another user's saves meanwhile (tests/benches/import_load.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -f .env ] && set -a && . ./.env && set +a
@@ -24,4 +26,5 @@ mkdir -p target
   cargo bench -p fuze-tests --bench pickup 2>/dev/null
   cargo bench -p fuze-tests --bench read_path 2>/dev/null
   cargo bench -p fuze-tests --bench fair_load 2>/dev/null
+  cargo bench -p fuze-tests --bench import_load 2>/dev/null
 } | tee target/bench-report.txt

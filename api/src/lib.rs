@@ -5,6 +5,7 @@
 //! - [`auth`]: bearer-token extractors
 //! - [`limits`]: per-user rate limits and database turns
 //! - [`error`]: the JSON error format
+//! - [`imports`]: import files: their formats and their streamed upload
 //! - [`events`]: applies invalidation events to this instance's L1 cache
 //! - [`state`]: shared handler state
 //! - [`token_cache`]: recently verified bearer tokens
@@ -12,6 +13,7 @@
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod imports;
 pub mod limits;
 pub mod routes;
 pub mod startup;

@@ -62,6 +62,12 @@ impl Application {
         let lane = QueryLane::start(redis.clone(), &keys, config.redis_url.clone());
         let limits = UserLimits::new(redis.clone(), keys.clone(), config.quotas.clone());
         metrics.scheduling.initialise_limits(crate::limits::ROUTES);
+        for format in crate::imports::parse::Format::ALL {
+            metrics
+                .imports
+                .started
+                .with_label_values(&[format.as_str()]);
+        }
         let state = web::Data::new(AppState {
             config,
             db,

@@ -171,7 +171,7 @@ pub async fn list(
 ) -> sqlx::Result<Vec<ListedBookmark>> {
     // One query per page whatever its size: the analysis comes by a join, not a query per row.
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, COALESCE(a.tags, '{{}}') AS tags, a.reading_time_s, \
+        "SELECT {COLUMNS}, s.tags || ARRAY(SELECT t FROM unnest(COALESCE(a.tags, '{{}}')) AS t WHERE t <> ALL (s.tags)) AS tags, a.reading_time_s, \
                 a.quality_score AS quality_score \
          FROM saved_content s LEFT JOIN content_analysis a ON a.content_id = s.id \
          WHERE s.user_id = $1 \

@@ -24,6 +24,7 @@ pub struct Config {
     pub scraper: ScraperConfig,
     pub politeness: PolitenessConfig,
     pub quotas: QuotaConfig,
+    pub imports: ImportConfig,
     pub embed: EmbedderConfig,
     pub ttl: TtlConfig,
     /// The layered read cache: per-type TTLs, L1 bounds, L2 compression (the key prefix is
@@ -197,6 +198,23 @@ pub struct QuotaConfig {
     pub user_db_concurrency: u32,
     /// How long such a request waits for its turn before it is refused (429).
     pub user_db_wait: Duration,
+}
+
+/// Bulk imports: upload limits and how fast their crawls are fed to the bulk lane.
+#[derive(Debug, Clone)]
+pub struct ImportConfig {
+    /// Largest import file (its own limit, apart from the JSON body limit).
+    pub max_bytes: usize,
+    /// Most entries one file may hold.
+    pub max_entries: u32,
+    /// Entries written to the database per statement while staging.
+    pub stage_batch: usize,
+    /// Most crawl jobs of one import queued or running at once; the feeder tops the window up
+    /// as they finish, so pausing or cancelling an import has at most this many to take back.
+    pub crawl_window: u32,
+    /// Caps on an imported entry's tags.
+    pub max_tags: usize,
+    pub max_tag_chars: usize,
 }
 
 /// A token bucket: `per_second` tokens added, at most `burst` kept (0 per second = no limit).
@@ -473,6 +491,14 @@ impl Config {
                 max_pending_jobs: env.parse("FUZE_USER_MAX_PENDING_JOBS", 5_000)?,
                 user_db_concurrency: env.parse("FUZE_USER_DB_CONCURRENCY", 2)?,
                 user_db_wait: env.millis("FUZE_USER_DB_WAIT_MS", 2_000)?,
+            },
+            imports: ImportConfig {
+                max_bytes: env.parse("FUZE_IMPORT_MAX_BYTES", 64 * 1024 * 1024)?,
+                max_entries: env.parse("FUZE_IMPORT_MAX_ENTRIES", 100_000)?,
+                stage_batch: env.parse::<usize>("FUZE_IMPORT_STAGE_BATCH", 1_000)?.max(1),
+                crawl_window: env.parse::<u32>("FUZE_IMPORT_CRAWL_WINDOW", 64)?.max(1),
+                max_tags: env.parse("FUZE_IMPORT_MAX_TAGS", 32)?,
+                max_tag_chars: env.parse("FUZE_IMPORT_MAX_TAG_CHARS", 64)?,
             },
             embed: {
                 let d = EmbedderConfig::default();

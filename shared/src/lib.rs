@@ -13,6 +13,7 @@
 //! - [`redis_conn`], [`keys`], [`clock`]: Redis connections, key names, millisecond times
 //! - [`jobs`]: job payloads, queues, status records, retries, wake-ups
 //! - [`events`]: cache invalidation events
+//! - [`imports`]: bulk import sessions: staging, progress, crawl feeding, control
 //! - [`metrics`]: Prometheus registry
 //! - [`telemetry`]: logging setup
 //! - [`views`]: the cached JSON views and their keys, shared by the api and the warm job
@@ -27,6 +28,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod events;
+pub mod imports;
 pub mod jobs;
 pub mod keys;
 pub mod keyset;

@@ -5,10 +5,12 @@ use std::time::Duration;
 use crate::cache::{CacheStatsSnapshot, CacheType, TypeStatsSnapshot};
 
 pub mod db;
+pub mod imports;
 pub mod queues;
 pub mod scheduling;
 
 pub use db::{DB_OPERATIONS, DbMetrics};
+pub use imports::ImportMetrics;
 pub use queues::{QUEUE_STATES, QueueMetrics, UNFINISHED_JOB_STATES, unix_now};
 pub use scheduling::SchedulingMetrics;
 
@@ -97,6 +99,7 @@ pub struct Metrics {
     pub db: DbMetrics,
     pub queues: QueueMetrics,
     pub scheduling: SchedulingMetrics,
+    pub imports: ImportMetrics,
 }
 
 /// The read cache's counters, copied from its own stats at scrape time.
@@ -310,6 +313,7 @@ impl Metrics {
             db: DbMetrics::new(&registry)?,
             queues: QueueMetrics::new()?,
             scheduling: SchedulingMetrics::new(&registry)?,
+            imports: ImportMetrics::new(&registry)?,
             build_info: {
                 let g = IntGaugeVec::new(Opts::new("build_info", "Fuze build."), &["version"])?;
                 registry.register(Box::new(g.clone()))?;

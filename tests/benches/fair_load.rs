@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fuze_tests::{PageServer, TestApi, TestEnv, WorkerProcess};
+use fuze_tests::{PageServer, TestApi, TestEnv, WorkerProcess, bench::percentile};
 use redis::AsyncCommands;
 
 struct Plan {
@@ -44,14 +44,6 @@ const QUICK: Plan = Plan {
 
 const A_HOSTS: usize = 20;
 const PAGE_MS: u64 = 200;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
 
 /// Redis-wide memory and keys, and this run's keys by kind (the segment after the prefix).
 async fn redis_state(

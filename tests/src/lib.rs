@@ -2,6 +2,8 @@
 //! real api (in process) and real worker processes, and a local HTTP server with the pages to scrape.
 
 pub mod api;
+pub mod api_process;
+pub mod bench;
 pub mod dashboard;
 pub mod env;
 pub mod pages;
@@ -11,6 +13,7 @@ pub mod tcp_proxy;
 pub mod worker;
 
 pub use api::TestApi;
+pub use api_process::ApiProcess;
 pub use env::TestEnv;
 pub use pages::PageServer;
 pub use prometheus::PrometheusServer;

@@ -15,8 +15,8 @@ pub struct WorkerProcess {
     pub log: PathBuf,
 }
 
-/// `target/<profile>/fuze-worker`, next to this test binary's `deps/` folder.
-fn binary(name: &str) -> PathBuf {
+/// `target/<profile>/<name>` (`fuze-worker`, `fuze-api`), next to this test binary's `deps/` folder.
+pub(crate) fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let path = dir.join(name);

@@ -113,7 +113,8 @@ fn the_dashboard_imports_anywhere() {
             "Embeddings",
             "Cache",
             "Database and Redis",
-            "Scheduling and politeness"
+            "Scheduling and politeness",
+            "Imports"
         ]
     );
     let mut ids = HashSet::new();

@@ -12,7 +12,7 @@ use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder};
 use apalis_cron::{CronScheduler, Tick};
 use fuze_shared::{
     config::Config,
-    db,
+    db, imports,
     jobs::{JobQueues, QueueName, warm},
     keys::Keys,
     metrics::Metrics,
@@ -88,6 +88,16 @@ async fn on_tick(_tick: Tick, ctx: Data<Arc<ClockContext>>) -> Result<(), BoxDyn
             requeued,
             "re-enqueued jobs whose ticket was lost or that ran too long"
         );
+    }
+    let fed = imports::feed::feed_running(
+        &ctx.db,
+        &ctx.queues,
+        ctx.config.imports.crawl_window,
+        i32::try_from(ctx.config.jobs.max_attempts).unwrap_or(i32::MAX),
+    )
+    .await?;
+    if fed > 0 {
+        tracing::debug!(fed, "topped up the crawl windows of running imports");
     }
     for queue in QueueName::ALL {
         let swept = deliveries::sweep(&ctx.queues, queue).await?;

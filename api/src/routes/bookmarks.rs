@@ -215,7 +215,7 @@ async fn undo_save(state: &AppState, job_id: &str, bookmark_id: Uuid) {
     }
 }
 
-async fn publish_change(state: &AppState, user_id: Uuid) {
+pub(crate) async fn publish_change(state: &AppState, user_id: Uuid) {
     let mut conn = state.redis.clone();
     let event = Event::BookmarksChanged { user_id };
     events::announce(

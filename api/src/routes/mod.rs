@@ -6,6 +6,7 @@ mod analysis;
 mod bookmarks;
 mod common;
 mod health;
+mod imports;
 mod jobs;
 mod projects;
 pub mod recommendations;
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(bookmarks::configure)
             .configure(analysis::configure)
             .configure(jobs::configure)
+            .configure(imports::configure)
             .configure(projects::configure)
             .configure(search::configure)
             .configure(recommendations::configure)

@@ -189,7 +189,7 @@ impl JobQueues {
     }
 
     /// Best effort: a lost wake-up only costs the dispatchers' poll interval.
-    async fn wake(&self, queue: QueueName) {
+    pub async fn wake(&self, queue: QueueName) {
         let mut conn = self.conn.clone();
         let published: redis::RedisResult<i64> =
             conn.publish(self.keys.wake_channel(), queue.as_str()).await;

@@ -25,6 +25,8 @@ pub struct JobRecord {
     pub error: Option<String>,
     pub bookmark_id: Option<Uuid>,
     pub lane: Lane,
+    /// The import this job crawls an item of.
+    pub import_id: Option<Uuid>,
     /// The ticket of the run allowed now (see `jobs::fair`).
     #[serde(skip)]
     pub task_id: String,
@@ -36,7 +38,7 @@ pub struct JobRecord {
 }
 
 pub(super) const COLUMNS: &str = "id, user_id, kind, stage, state, attempts, total_attempts, max_attempts, error_code, error, \
-     bookmark_id, lane, task_id, run_after, created_at, updated_at, started_at, finished_at";
+     bookmark_id, lane, import_id, task_id, run_after, created_at, updated_at, started_at, finished_at";
 
 /// A new queued job whose first ticket equals the job id.
 pub struct NewJob<'a> {

@@ -30,6 +30,7 @@ impl Job for Analyze {
     const QUEUE: QueueName = QueueName::Analyze;
     /// The bookmark is already searchable when its analysis fails.
     const FAILURE_FAILS_BOOKMARK: bool = false;
+    const LAST_STAGE: bool = true;
     type Payload = StageJob;
     type Permit = ();
 

@@ -28,6 +28,8 @@ pub trait Job: Send + Sync + 'static {
     /// Whether a failure that ends the job also marks its bookmark failed. False for a stage
     /// that runs once the bookmark is already usable.
     const FAILURE_FAILS_BOOKMARK: bool = true;
+    /// Whether this stage's success ends its ingest job (the last stage).
+    const LAST_STAGE: bool = false;
 
     type Payload: Serialize + DeserializeOwned + Clone + Send + Sync + 'static;
     /// What [`Job::admit`] hands to [`Job::run`] (a host lease, say).

@@ -25,7 +25,7 @@ use std::{
 use chrono::Utc;
 use futures::FutureExt;
 use fuze_shared::{
-    bookmarks,
+    bookmarks, imports,
     jobs::{
         Lane, Owner, QueueName, RawPayload, StageJob, Ticket,
         fair::Envelope,
@@ -187,7 +187,38 @@ async fn run_recorded<J: Job>(
         .jobs_finished
         .with_label_values(&[q, label])
         .inc();
+    if let Some(import_id) = claimed.record.import_id {
+        let ended = match label {
+            "succeeded" if J::LAST_STAGE => Some("crawled"),
+            "failed" => Some("failed"),
+            _ => None,
+        };
+        if let Some(outcome) = ended {
+            import_crawl_ended(ctx, import_id, outcome).await;
+        }
+    }
     end
+}
+
+/// A crawl of an import ended: it makes room in the import's window for the next one. A failed
+/// feed is the clock's to redo.
+async fn import_crawl_ended(ctx: &JobContext, import_id: uuid::Uuid, outcome: &str) {
+    ctx.metrics
+        .imports
+        .crawls_ended
+        .with_label_values(&[outcome])
+        .inc();
+    let fed = imports::feed::feed(
+        &ctx.db,
+        &ctx.queues,
+        import_id,
+        ctx.config.imports.crawl_window,
+        i32::try_from(ctx.config.jobs.max_attempts).unwrap_or(i32::MAX),
+    )
+    .await;
+    if let Err(e) = fed {
+        tracing::warn!(import = %import_id, error = %format!("{e:#}"), "import not fed; the clock will");
+    }
 }
 
 /// A claim that found the database away is tried again after this long.

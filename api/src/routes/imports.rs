@@ -1,0 +1,414 @@
+//! `/api/v1/imports`: upload an export file, follow its progress and items, control its crawl.
+
+use actix_web::{
+    HttpRequest, HttpResponse,
+    http::header::{self, ETag, EntityTag},
+    web,
+};
+use chrono::{DateTime, Utc};
+use fuze_shared::imports::{
+    ImportState, ItemState,
+    control::{self, Changed, ControlError},
+    feed,
+    progress::{self, Counts, ImportRecord, ItemView, Pace},
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    auth::AuthUser,
+    error::ApiError,
+    imports::{
+        parse::Format,
+        upload::{self, Options, UploadError},
+    },
+    routes::{
+        bookmarks::publish_change,
+        common::{Page, not_modified},
+    },
+    state::AppState,
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/imports").post(create).get(list))
+        .service(web::resource("/imports/{id}").get(get))
+        .service(web::resource("/imports/{id}/items").get(items))
+        .service(web::resource("/imports/{id}/pause").post(pause))
+        .service(web::resource("/imports/{id}/resume").post(resume))
+        .service(web::resource("/imports/{id}/cancel").post(cancel))
+        .service(web::resource("/imports/{id}/retry-failed").post(retry_failed));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateQuery {
+    /// One of the formats' names; detected from the file when absent.
+    format: Option<String>,
+    /// Fetch and embed each page (default), or save titles, tags and dates only.
+    crawl: Option<bool>,
+    /// Comma-separated tags added to every item.
+    tags: Option<String>,
+}
+
+/// An import with its progress, as every import route answers it.
+#[derive(Debug, Serialize)]
+struct ImportView {
+    #[serde(flatten)]
+    import: ImportRecord,
+    counts: Counts,
+    items_per_s: f64,
+    eta_s: Option<f64>,
+    /// Suggested delay before the next poll; `null` once nothing moves without the user.
+    poll_after_ms: Option<u64>,
+}
+
+impl ImportView {
+    async fn load(state: &AppState, user_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
+        let import = progress::find(&state.db, user_id, id)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        let counts = progress::counts(&state.db, id).await?;
+        Ok(Self::new(state, import, counts, Utc::now()))
+    }
+
+    fn new(state: &AppState, import: ImportRecord, counts: Counts, now: DateTime<Utc>) -> Self {
+        let pace = Pace::of(&import, &counts, now);
+        let poll_after_ms = (import.state == ImportState::Running).then(|| {
+            u64::try_from(state.config.api.job_poll_interval.as_millis()).unwrap_or(u64::MAX)
+        });
+        Self {
+            import,
+            counts,
+            items_per_s: pace.items_per_s,
+            eta_s: pace.eta_s,
+            poll_after_ms,
+        }
+    }
+
+    /// Changes whenever the state or any count changes (the rate alone does not make a poll new).
+    fn etag(&self) -> EntityTag {
+        let c = &self.counts;
+        EntityTag::new_strong(format!(
+            "{}-{}-{}-{}-{}-{}-{}-{}",
+            self.import.id,
+            self.import.state.as_str(),
+            c.staged,
+            c.saved,
+            c.duplicate,
+            c.crawled,
+            c.failed,
+            c.skipped
+        ))
+    }
+}
+
+/// Uploads an export file (the raw body; options in the query string). 202 once every entry is
+/// staged and visible in the bookmark list; the crawl goes on in the bulk lane.
+#[tracing::instrument(skip(state, body, query), fields(user = %user.0))]
+async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: AuthUser,
+    query: web::Query<CreateQuery>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let limit = state.config.imports.max_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let options = options(&query, &state)?;
+    let staged = upload::receive(&state, user.0, body, options)
+        .await
+        .map_err(upload_error)?;
+    state
+        .metrics
+        .imports
+        .started
+        .with_label_values(&[staged.format.as_str()])
+        .inc();
+    publish_change(&state, user.0).await;
+    if staged.state == ImportState::Running {
+        start_feeding(&state, staged.id).await;
+    }
+    let view = ImportView::load(&state, user.0, staged.id).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((header::LOCATION, format!("/api/v1/imports/{}", staged.id)))
+        .json(view))
+}
+
+fn options(query: &CreateQuery, state: &AppState) -> Result<Options, ApiError> {
+    let format = query
+        .format
+        .as_deref()
+        .map(|name| {
+            Format::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = Format::ALL.iter().map(|f| f.as_str()).collect();
+                ApiError::bad_request(
+                    "invalid_format",
+                    format!("format must be one of {}", known.join(", ")),
+                )
+            })
+        })
+        .transpose()?;
+    let config = &state.config.imports;
+    let mut tags: Vec<String> = Vec::new();
+    for tag in query.tags.as_deref().unwrap_or("").split(',') {
+        let tag = tag.split_whitespace().collect::<Vec<_>>().join(" ");
+        if tag.is_empty() || tags.contains(&tag) {
+            continue;
+        }
+        if tag.chars().count() > config.max_tag_chars || tag.contains('\0') {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("a tag is at most {} characters", config.max_tag_chars),
+            ));
+        }
+        tags.push(tag);
+    }
+    if tags.len() > config.max_tags {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("at most {} tags", config.max_tags),
+        ));
+    }
+    Ok(Options {
+        format,
+        crawl: query.crawl.unwrap_or(true),
+        tags,
+    })
+}
+
+fn upload_error(e: UploadError) -> ApiError {
+    match e {
+        UploadError::TooLarge { limit } => ApiError::TooLarge { limit },
+        UploadError::TooManyEntries { .. } => {
+            ApiError::unprocessable("too_many_entries", e.to_string())
+        }
+        UploadError::Malformed { format, error } => {
+            let mut message = format!("the file is not a valid {format} export: {}", error.message);
+            if let Some(line) = error.line {
+                message.push_str(&format!(" (line {line}"));
+                if let Some(column) = error.column {
+                    message.push_str(&format!(", column {column}"));
+                }
+                message.push(')');
+            } else if let Some(byte) = error.byte {
+                message.push_str(&format!(" (byte {byte})"));
+            }
+            ApiError::unprocessable("malformed_import", message)
+        }
+        UploadError::Interrupted(reason) => ApiError::bad_request("upload_interrupted", reason),
+        UploadError::Db(db) => db.into(),
+    }
+}
+
+/// Starts the import's first window of crawls. A failure here is not the upload's: the clock's
+/// feeder starts any running import that has nothing queued.
+async fn start_feeding(state: &AppState, import_id: Uuid) {
+    let fed = feed::feed(
+        &state.db,
+        &state.queues,
+        import_id,
+        state.config.imports.crawl_window,
+        i32::try_from(state.config.jobs.max_attempts).unwrap_or(i32::MAX),
+    )
+    .await;
+    if let Err(e) = fed {
+        tracing::warn!(import = %import_id, error = %format!("{e:#}"), "import crawl not started; the clock will");
+    }
+}
+
+async fn get(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let view = ImportView::load(&state, user.0, *id).await?;
+    let etag = view.etag();
+    let unchanged = not_modified(&req, &etag);
+    let mut res = if unchanged {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    res.insert_header(ETag(etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    if let Some(ms) = view.poll_after_ms {
+        res.insert_header((header::RETRY_AFTER, ms.div_ceil(1000).to_string()));
+    }
+    Ok(if unchanged {
+        res.finish()
+    } else {
+        res.json(view)
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListImportsQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    query: web::Query<ListImportsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page_size(query.limit, &state)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|raw| {
+            fuze_shared::keyset::decode(raw)
+                .and_then(|(at, id)| Some((at, id.parse::<Uuid>().ok()?)))
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
+        })
+        .transpose()?;
+    let imports = progress::list(&state.db, user.0, after, limit).await?;
+    let next_cursor = (imports.len() == limit as usize)
+        .then(|| imports.last())
+        .flatten()
+        .map(|last| fuze_shared::keyset::encode(last.created_at, &last.id.to_string()));
+    let now = Utc::now();
+    let mut views = Vec::with_capacity(imports.len());
+    for import in imports {
+        let counts = progress::counts(&state.db, import.id).await?;
+        views.push(ImportView::new(&state, import, counts, now));
+    }
+    Ok(HttpResponse::Ok().json(Page {
+        items: views,
+        next_cursor,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemsQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ItemsPage {
+    items: Vec<ItemView>,
+    next_cursor: Option<String>,
+}
+
+async fn items(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+    query: web::Query<ItemsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page_size(query.limit, &state)?;
+    let item_state = query
+        .state
+        .as_deref()
+        .map(|name| {
+            ItemState::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = ItemState::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("state must be one of {}", known.join(", ")),
+                )
+            })
+        })
+        .transpose()?;
+    // Item cursors are positions in the file.
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|raw| {
+            raw.parse::<i32>()
+                .ok()
+                .filter(|seq| *seq >= 0)
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
+        })
+        .transpose()?;
+    progress::find(&state.db, user.0, *id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let items = progress::items(&state.db, *id, item_state, after, limit).await?;
+    let next_cursor = (items.len() == limit as usize)
+        .then(|| items.last())
+        .flatten()
+        .map(|last| last.seq.to_string());
+    Ok(HttpResponse::Ok().json(ItemsPage { items, next_cursor }))
+}
+
+fn page_size(limit: Option<u32>, state: &AppState) -> Result<u32, ApiError> {
+    let api = &state.config.api;
+    let limit = limit.unwrap_or(api.page_size_default);
+    if limit == 0 || limit > api.page_size_max {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {}", api.page_size_max),
+        ));
+    }
+    Ok(limit)
+}
+
+async fn pause(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let changed = control::pause(&state.db, user.0, *id).await;
+    answer_control(&state, user.0, *id, changed).await
+}
+
+async fn resume(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let changed = control::resume(&state.db, user.0, *id).await;
+    answer_control(&state, user.0, *id, changed).await
+}
+
+async fn cancel(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let changed = control::cancel(&state.db, user.0, *id).await;
+    answer_control(&state, user.0, *id, changed).await
+}
+
+async fn retry_failed(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let changed = control::retry_failed(&state.db, user.0, *id).await;
+    answer_control(&state, user.0, *id, changed).await
+}
+
+/// 200 with the import after the change; 404 for another user's; 409 when its state forbids it.
+async fn answer_control(
+    state: &AppState,
+    user_id: Uuid,
+    id: Uuid,
+    changed: Result<Changed, ControlError>,
+) -> Result<HttpResponse, ApiError> {
+    let changed = changed.map_err(|e| match e {
+        ControlError::NotFound => ApiError::NotFound,
+        ControlError::Conflict(_) => ApiError::Conflict(e.to_string()),
+        ControlError::Db(db) => db.into(),
+    })?;
+    if changed.feed {
+        start_feeding(state, id).await;
+    }
+    if changed.items > 0 {
+        publish_change(state, user_id).await;
+    }
+    let view = ImportView::load(state, user_id, id).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
