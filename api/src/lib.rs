@@ -2,6 +2,7 @@
 //!
 //! - [`startup`]: builds and runs the server (port 0 in tests)
 //! - [`routes`]: route families under `/api/v1`, plus health and metrics
+//! - [`read`]: the read path the routes share: cached replies, query embeddings, fallbacks
 //! - [`auth`]: bearer-token extractors
 //! - [`limits`]: per-user rate limits and database turns
 //! - [`error`]: the JSON error format
@@ -15,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod imports;
 pub mod limits;
+pub mod read;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -13,7 +13,7 @@ use fuze_shared::{
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
-use crate::routes::recommendations::Answer;
+use crate::read::Answer;
 
 pub struct AppState {
     pub config: Config,

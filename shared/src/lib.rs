@@ -5,7 +5,7 @@
 //! - [`auth`]: users and bearer tokens
 //! - [`cache`]: layered read cache (in-process L1, Redis L2, single flight, deduplication)
 //! - [`db`], [`bookmarks`]: PostgreSQL pool, migrations, bookmark storage
-//! - [`search`]: per-user nearest-neighbour search over bookmark embeddings
+//! - [`search`]: per-user nearest-neighbour search over bookmark embeddings ([`embedding`]: their length)
 //! - [`projects`]: project and task storage
 //! - [`analysis`]: content analyses: keywords, tags, reading time, quality
 //! - [`recommend`]: recommendations: candidates, ranking, near-duplicate removal
@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod embedding;
 pub mod events;
 pub mod imports;
 pub mod jobs;

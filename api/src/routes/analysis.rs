@@ -9,7 +9,7 @@ use fuze_shared::{
 };
 use uuid::Uuid;
 
-use crate::{auth::AuthUser, error::ApiError, routes::bookmarks::cached_json, state::AppState};
+use crate::{auth::AuthUser, error::ApiError, read::cached_json, state::AppState};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/bookmarks/{id}/analysis", web::get().to(get));

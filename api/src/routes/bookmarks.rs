@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
     bookmarks::{self, Bookmark, Changes},
-    cache::{CacheType, CachedValue},
+    cache::CacheType,
     domain::{BookmarkUrl, JobKind},
     events::{self, Event},
     jobs::{Lane, Owner, QueueName, StageJob, Ticket, queue::new_task_id, records},
@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::{
     auth::AuthUser,
     error::ApiError,
+    read::cached_json,
     routes::{
         common::{ListQuery, optional_text, present},
         jobs::JobView,
@@ -246,36 +247,6 @@ async fn list(
         })
         .await?;
     Ok(cached_json(&req, page))
-}
-
-/// A cached JSON body with its ETag; 304 when the client already has it.
-pub fn cached_json(req: &HttpRequest, value: CachedValue) -> HttpResponse {
-    use actix_web::http::header::{self, EntityTag, Header, IfNoneMatch};
-    let etag = value
-        .etag
-        .as_deref()
-        .map(|e| EntityTag::new_strong(e.trim_matches('"').to_owned()));
-    let unchanged = etag
-        .as_ref()
-        .is_some_and(|etag| match IfNoneMatch::parse(req) {
-            Ok(IfNoneMatch::Any) => true,
-            Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(etag)),
-            Err(_) => false,
-        });
-    let mut res = if unchanged {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
-    res.insert_header((header::CACHE_CONTROL, "private, no-cache"));
-    if let Some(etag) = etag {
-        res.insert_header(header::ETag(etag));
-    }
-    if unchanged {
-        res.finish()
-    } else {
-        res.content_type("application/json").body(value.bytes)
-    }
 }
 
 #[derive(Deserialize)]

@@ -9,10 +9,9 @@ mod health;
 mod imports;
 mod jobs;
 mod projects;
-pub mod recommendations;
+mod recommendations;
 mod search;
 mod session;
-mod uncached;
 
 use actix_web::{middleware::from_fn, web};
 

@@ -10,7 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use fuze_shared::{
     bookmarks::{self, Bookmark},
-    cache::{Bytes, CacheType, CachedValue, DedupKey, hash_parts},
+    cache::{Bytes, CacheType, DedupKey, hash_parts},
     domain::QueryText,
     recommend::{self, Weights},
 };
@@ -20,11 +20,7 @@ use uuid::Uuid;
 use crate::{
     auth::AuthUser,
     error::ApiError,
-    routes::{
-        bookmarks::cached_json,
-        search::query_embedding,
-        uncached::{Uncached, to_json},
-    },
+    read::{self, Answer, Uncached, to_json},
     state::AppState,
 };
 
@@ -71,13 +67,6 @@ struct Results {
     items: Vec<Item>,
 }
 
-/// A finished answer: cacheable (semantic) or not (keyword fallback).
-#[derive(Clone)]
-pub enum Answer {
-    Cached(CachedValue),
-    Uncached(Bytes),
-}
-
 async fn recommendations(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -98,13 +87,7 @@ async fn recommendations(
         .recommend_dedup
         .run(dedup_key, || answer(&state, user.0, &seed, limit, &key))
         .await?;
-    Ok(match answer {
-        Answer::Cached(value) => cached_json(&req, value),
-        Answer::Uncached(body) => HttpResponse::Ok()
-            .content_type("application/json")
-            .insert_header(("cache-control", "no-store"))
-            .body(body),
-    })
+    Ok(answer.respond(&req))
 }
 
 fn validate(state: &AppState, q: RecommendQuery) -> Result<(Seed, u32), ApiError> {
@@ -147,11 +130,7 @@ async fn answer(
             compute(state, user, seed, limit),
         )
         .await;
-    match loaded {
-        Ok((value, _layer)) => Ok(Answer::Cached(value)),
-        Err(Uncached::Keyword(body)) => Ok(Answer::Uncached(body)),
-        Err(Uncached::Failed(e)) => Err(e),
-    }
+    Answer::from_load(loaded)
 }
 
 async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Result<Bytes, Uncached> {
@@ -165,7 +144,7 @@ async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Resul
         }
         Seed::Query(q) => (None, Some(q.clone()), q.clone()),
     };
-    let Some(vector) = query_embedding(state, &text).await else {
+    let Some(vector) = read::query_embedding(state, &text).await else {
         // No worker answered in time: full-text search over the same seed, said so, not cached.
         let items = bookmarks::keyword_search(&state.db, user, &text, limit)
             .await?
@@ -193,22 +172,16 @@ async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Resul
     )
     .await?;
     let picks = recommend::rank(&candidates, Utc::now(), &Weights::default(), limit as usize);
-    let ids: Vec<Uuid> = picks.iter().map(|p| p.id).collect();
-    // `by_ids` keeps the order of `ids` and skips rows deleted meanwhile.
-    let mut found = bookmarks::by_ids(&state.db, user, &ids)
+    let ranked = picks.into_iter().map(|p| (p.id, p)).collect();
+    let items = read::hydrate(&state.db, user, ranked)
         .await?
         .into_iter()
-        .peekable();
-    let mut items = Vec::with_capacity(picks.len());
-    for pick in picks {
-        if let Some(bookmark) = found.next_if(|b| b.id == pick.id) {
-            items.push(Item {
-                bookmark,
-                score: pick.score,
-                similarity: pick.similarity,
-            });
-        }
-    }
+        .map(|(bookmark, pick)| Item {
+            bookmark,
+            score: pick.score,
+            similarity: pick.similarity,
+        })
+        .collect();
     to_json(&Results {
         mode: "semantic",
         project_id,

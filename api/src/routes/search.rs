@@ -10,22 +10,16 @@ use fuze_shared::{
     bookmarks::{self, Bookmark},
     cache::{Bytes, CacheType, hash_parts},
     domain::QueryText,
-    query_lane, search,
+    search,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{
     auth::AuthUser,
     error::ApiError,
-    routes::{
-        bookmarks::cached_json,
-        uncached::{Uncached, to_json},
-    },
+    read::{self, Answer, Uncached, to_json},
     state::AppState,
 };
-
-/// The dimension of stored embeddings (`saved_content.embedding vector(384)`).
-const EMBEDDING_DIMENSIONS: usize = 384;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/search", web::get().to(search));
@@ -79,18 +73,11 @@ async fn search(
             run(&state, user, q, limit),
         )
         .await;
-    match loaded {
-        Ok((value, _layer)) => Ok(cached_json(&req, value)),
-        Err(Uncached::Keyword(body)) => Ok(HttpResponse::Ok()
-            .content_type("application/json")
-            .insert_header(("cache-control", "no-store"))
-            .body(body)),
-        Err(Uncached::Failed(e)) => Err(e),
-    }
+    Ok(Answer::from_load(loaded)?.respond(&req))
 }
 
 async fn run(state: &AppState, user: AuthUser, q: &str, limit: u32) -> Result<Bytes, Uncached> {
-    let Some(vector) = query_embedding(state, q).await else {
+    let Some(vector) = read::query_embedding(state, q).await else {
         let items = bookmarks::keyword_search(&state.db, user.0, q, limit)
             .await?
             .into_iter()
@@ -104,37 +91,15 @@ async fn run(state: &AppState, user: AuthUser, q: &str, limit: u32) -> Result<By
     };
     let parts = state.config.api.search_scan_parts;
     let nearest = search::nearest_bookmarks(&state.db, user.0, &vector, limit, parts).await?;
-    let ids: Vec<_> = nearest.iter().map(|(id, _)| *id).collect();
-    let mut found = bookmarks::by_ids(&state.db, user.0, &ids)
+    let ranked = nearest.into_iter().map(|(id, d)| (id, 1.0 - d)).collect();
+    let items = read::hydrate(&state.db, user.0, ranked)
         .await?
-        .into_iter();
-    // `by_ids` keeps the order of `ids` and skips rows deleted meanwhile.
-    let mut items = Vec::with_capacity(ids.len());
-    for (id, distance) in nearest {
-        if let Some(bookmark) = found.as_slice().first().filter(|b| b.id == id).cloned() {
-            found.next();
-            items.push(Hit {
-                bookmark,
-                score: 1.0 - distance,
-            });
-        }
-    }
+        .into_iter()
+        .map(|(bookmark, score)| Hit { bookmark, score })
+        .collect();
     to_json(&Results {
         mode: "semantic",
         query: q,
         items,
     })
-}
-
-/// From the shared embedding cache, else from a worker within the configured timeout.
-pub(crate) async fn query_embedding(state: &AppState, q: &str) -> Option<Vec<f32>> {
-    let key = state.keys.embedding(&state.config.embed.model_id(), q);
-    let mut conn = state.redis.clone();
-    if let Some(v) = query_lane::cached_embedding(&mut conn, &key, EMBEDDING_DIMENSIONS).await {
-        return Some(v);
-    }
-    state
-        .lane
-        .embed(q, state.config.api.query_embed_timeout)
-        .await
 }

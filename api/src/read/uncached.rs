@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 
-pub(crate) enum Uncached {
+pub enum Uncached {
     /// A complete JSON body to send as is, with `cache-control: no-store`.
     Keyword(Bytes),
     Failed(ApiError),
@@ -20,7 +20,7 @@ impl From<sqlx::Error> for Uncached {
 }
 
 /// `value` as a JSON body.
-pub(crate) fn to_json(value: &impl Serialize) -> Result<Bytes, Uncached> {
+pub fn to_json(value: &impl Serialize) -> Result<Bytes, Uncached> {
     serde_json::to_vec(value)
         .map(Bytes::from)
         .map_err(|e| Uncached::Failed(ApiError::Internal(e.into())))
