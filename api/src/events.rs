@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use fuze_shared::{
-    cache::{FlushReason, Invalidation, LayeredCache},
+    cache::{FlushReason, LayeredCache},
     events::Event,
 };
 use prometheus::IntGauge;
@@ -48,7 +48,7 @@ async fn listen(
     while let Some(msg) = messages.next().await {
         let payload: String = msg.get_payload().unwrap_or_default();
         match serde_json::from_str::<Event>(&payload) {
-            Ok(event) => cache.apply_event(&Invalidation::User(event.user_id())),
+            Ok(event) => cache.apply_event(&event.invalidation()),
             Err(e) => tracing::warn!(error = %e, "ignoring an event that does not decode"),
         }
     }

@@ -6,6 +6,8 @@ use serde::Serialize;
 use sqlx::{FromRow, PgExecutor};
 use uuid::Uuid;
 
+use crate::search::language;
+
 /// What the analyze stage computed for one bookmark.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAnalysis {
@@ -54,17 +56,30 @@ pub async fn source(
     .await
 }
 
-/// Stores (or replaces) the analysis and copies its quality score onto the bookmark, in one
-/// statement. Returns false when the bookmark is gone (deleted meanwhile, or not this user's).
+/// What [`store`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// The bookmark's first analysis.
+    New,
+    /// An earlier analysis was replaced (a cached copy of it is now stale).
+    Replaced,
+    /// The bookmark is gone (deleted meanwhile, or not this user's): nothing was stored.
+    Gone,
+}
+
+/// Stores (or replaces) the analysis and copies its quality score and the text search
+/// configuration of its language onto the bookmark, in one statement.
 pub async fn store(
     db: impl PgExecutor<'_>,
     user_id: Uuid,
     bookmark_id: Uuid,
     a: &NewAnalysis,
-) -> sqlx::Result<bool> {
-    let stored: Option<(Uuid,)> = sqlx::query_as(
+) -> sqlx::Result<Stored> {
+    // `xmax = 0` holds for a freshly inserted row version, not for one an upsert updated.
+    let stored: Option<(bool,)> = sqlx::query_as(
         "WITH owned AS ( \
-             UPDATE saved_content SET quality_score = $8, updated_at = now() \
+             UPDATE saved_content SET quality_score = $8, text_search_config = $9::regconfig, \
+                 updated_at = now() \
              WHERE user_id = $1 AND id = $2 RETURNING id) \
          INSERT INTO content_analysis \
              (content_id, keywords, tags, word_count, reading_time_s, language, quality_score) \
@@ -72,7 +87,7 @@ pub async fn store(
          ON CONFLICT (content_id) DO UPDATE SET keywords = EXCLUDED.keywords, tags = EXCLUDED.tags, \
              word_count = EXCLUDED.word_count, reading_time_s = EXCLUDED.reading_time_s, \
              language = EXCLUDED.language, quality_score = EXCLUDED.quality_score, created_at = now() \
-         RETURNING content_id",
+         RETURNING xmax = 0",
     )
     .bind(user_id)
     .bind(bookmark_id)
@@ -82,9 +97,14 @@ pub async fn store(
     .bind(a.reading_time_s)
     .bind(&a.language)
     .bind(a.quality_score)
+    .bind(language::config_for(a.language.as_deref()))
     .fetch_optional(db)
     .await?;
-    Ok(stored.is_some())
+    Ok(match stored {
+        None => Stored::Gone,
+        Some((true,)) => Stored::New,
+        Some((false,)) => Stored::Replaced,
+    })
 }
 
 /// The analysis of one of the user's bookmarks: `None` when the bookmark is not the user's,

@@ -204,36 +204,6 @@ pub async fn by_ids(
     Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }
 
-/// Full-text match on title, description and text: the search fallback when no query embedding
-/// can be had. Best matches first, with their rank.
-pub async fn keyword_search(
-    db: impl PgExecutor<'_>,
-    user_id: Uuid,
-    query: &str,
-    limit: u32,
-) -> sqlx::Result<Vec<(Bookmark, f32)>> {
-    let rows: Vec<KeywordRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, ts_rank(doc, q)::float4 AS rank FROM ( \
-           SELECT *, to_tsvector('simple', COALESCE(title, scraped_title, '') || ' ' || \
-             COALESCE(description, '') || ' ' || COALESCE(text, '')) AS doc \
-           FROM saved_content WHERE user_id = $1) AS s, plainto_tsquery('simple', $2) AS q \
-         WHERE doc @@ q ORDER BY rank DESC, saved_at DESC LIMIT $3"
-    ))
-    .bind(user_id)
-    .bind(query)
-    .bind(i64::from(limit))
-    .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().map(|r| (r.bookmark, r.rank)).collect())
-}
-
-#[derive(FromRow)]
-struct KeywordRow {
-    #[sqlx(flatten)]
-    bookmark: Bookmark,
-    rank: f32,
-}
-
 /// A PATCH: `Some(None)` clears a field, `None` leaves it.
 #[derive(Debug, Default)]
 pub struct Changes {

@@ -54,6 +54,8 @@ pub struct ApiConfig {
     pub max_query_chars: usize,
     /// Most results one search returns.
     pub search_limit_max: u32,
+    /// Candidates each of the keyword and semantic lists brings to a hybrid search's fusion.
+    pub search_fusion_depth: u32,
     /// Concurrent scans (database connections) one search or recommendation splits a user's rows
     /// into; about the database server's cores.
     pub search_scan_parts: NonZeroU32,
@@ -422,6 +424,7 @@ impl Config {
                 job_poll_interval: env.millis("FUZE_JOB_POLL_INTERVAL_MS", 500)?,
                 max_query_chars: env.parse("FUZE_MAX_QUERY_CHARS", 500)?,
                 search_limit_max: env.parse("FUZE_SEARCH_LIMIT_MAX", 50)?,
+                search_fusion_depth: env.parse("FUZE_SEARCH_FUSION_DEPTH", 50)?,
                 search_scan_parts: env
                     .parse("FUZE_SEARCH_SCAN_PARTS", NonZeroU32::MIN.saturating_add(1))?,
                 query_embed_timeout: env.millis("FUZE_QUERY_EMBED_TIMEOUT_MS", 500)?,

@@ -2,25 +2,52 @@
 
 use redis::AsyncCommands;
 
-use crate::cache::LayeredCache;
+use crate::cache::{CacheType, Invalidation, LayeredCache};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    /// Anything in this user's bookmarks changed (saved, scraped, embedded, edited, deleted).
+    /// This user's bookmarks changed but no analysis did (saved, scraped, embedded, edited,
+    /// imported).
     BookmarksChanged { user_id: Uuid },
+    /// A bookmark's analysis changed or went with its bookmark (analysed, deleted).
+    AnalysesChanged { user_id: Uuid },
     /// This project of this user or one of its tasks changed (created, edited, deleted).
     ProjectChanged { user_id: Uuid, project_id: Uuid },
 }
+
+/// What lists, searches and recommendations show: every bookmark change reaches them.
+const BOOKMARK_READS: [CacheType; 3] = [
+    CacheType::UserBookmarks,
+    CacheType::Query,
+    CacheType::Recommendations,
+];
 
 impl Event {
     /// The user whose cached reads the event makes stale.
     pub fn user_id(&self) -> Uuid {
         match self {
-            Self::BookmarksChanged { user_id } | Self::ProjectChanged { user_id, .. } => *user_id,
+            Self::BookmarksChanged { user_id }
+            | Self::AnalysesChanged { user_id }
+            | Self::ProjectChanged { user_id, .. } => *user_id,
         }
+    }
+
+    /// The types of the user's cached values the event makes stale. Lists show analyses' tags,
+    /// so an analysis change reaches every type; a project only seeds recommendations.
+    pub fn stale_types(&self) -> &'static [CacheType] {
+        match self {
+            Self::BookmarksChanged { .. } => &BOOKMARK_READS,
+            Self::AnalysesChanged { .. } => &CacheType::PER_USER,
+            Self::ProjectChanged { .. } => &[CacheType::Recommendations],
+        }
+    }
+
+    /// The invalidation the event asks of every process.
+    pub fn invalidation(&self) -> Invalidation {
+        Invalidation::User(self.user_id(), self.stale_types())
     }
 }
 
@@ -32,7 +59,9 @@ pub async fn announce(
     channel: &str,
     event: &Event,
 ) {
-    cache.invalidate_user(event.user_id()).await;
+    cache
+        .invalidate_user(event.user_id(), event.stale_types())
+        .await;
     publish(conn, channel, event).await;
 }
 

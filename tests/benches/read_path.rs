@@ -262,8 +262,15 @@ async fn main() {
     // user's bookmarks, as when people search what they saved.
     let topic_texts = topic_texts(TOPICS);
     let centroids = embed_texts(&topic_texts);
-    let corpus =
-        vector_seed::seed_around(&env.pool, &sizes, centroids, 30, vector_seed::Rng::new(42)).await;
+    let corpus = vector_seed::seed_around(
+        &env.pool,
+        &sizes,
+        centroids,
+        30,
+        vector_seed::Rng::new(42),
+        Some(&topic_texts),
+    )
+    .await;
     sqlx::raw_sql(
         "INSERT INTO content_analysis (content_id, keywords, tags, word_count, reading_time_s, language, quality_score) \
          SELECT id, '{benchmark,keyword}', '{databases,performance}', 800, 202, 'eng', 0.7 FROM saved_content;",
@@ -378,9 +385,15 @@ async fn main() {
         .misses(
             &api,
             &[
-                ("typical user, on-topic", typical, true),
-                ("largest user, on-topic", largest, true),
-                ("largest user, off-topic", largest, false),
+                ("typical user, on-topic", typical, true, "semantic"),
+                ("largest user, on-topic", largest, true, "semantic"),
+                ("largest user, off-topic", largest, false, "semantic"),
+                ("typical user, on-topic", typical, true, "hybrid"),
+                ("largest user, on-topic", largest, true, "hybrid"),
+                ("largest user, off-topic", largest, false, "hybrid"),
+                ("typical user, on-topic", typical, true, "keyword"),
+                ("largest user, on-topic", largest, true, "keyword"),
+                ("largest user, off-topic", largest, false, "keyword"),
             ],
             0,
         )
@@ -562,10 +575,15 @@ async fn main() {
         .misses(
             &one_scan,
             &[
-                ("largest user, on-topic, 1 scan", largest, true),
-                ("largest user, off-topic, 1 scan", largest, false),
+                ("largest user, on-topic, 1 scan", largest, true, "semantic"),
+                (
+                    "largest user, off-topic, 1 scan",
+                    largest,
+                    false,
+                    "semantic",
+                ),
             ],
-            3,
+            9,
         )
         .await;
 }
@@ -579,10 +597,10 @@ struct Searches<'a> {
 }
 
 impl Searches<'_> {
-    /// One summary row per `(label, user, on_topic)`, each with queries no other row asked
+    /// One summary row per `(label, user, on_topic, mode)`, each with queries no other row asked
     /// (numbered from `first_case`), so nothing is served from a cached embedding or result.
-    async fn misses(&self, api: &TestApi, cases: &[(&str, usize, bool)], first_case: usize) {
-        for (case, &(label, who, on_topic)) in cases.iter().enumerate() {
+    async fn misses(&self, api: &TestApi, cases: &[(&str, usize, bool, &str)], first_case: usize) {
+        for (case, &(label, who, on_topic, mode)) in cases.iter().enumerate() {
             let mut ms = Vec::new();
             let topics = &self.corpus.users[who].topics;
             for i in 0..self.count {
@@ -593,7 +611,7 @@ impl Searches<'_> {
                     format!("{} {n}", QUERIES[i % QUERIES.len()])
                 };
                 let url = format!(
-                    "/api/v1/search?q={}",
+                    "/api/v1/search?q={}&mode={mode}",
                     url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
                 );
                 let t = Instant::now();
@@ -606,11 +624,11 @@ impl Searches<'_> {
                     .await
                     .expect("json");
                 ms.push(t.elapsed().as_secs_f64() * 1000.0);
-                assert_eq!(res["mode"], "semantic", "{res}");
+                assert_eq!(res["mode"], mode, "{res}");
             }
             summary(
                 &format!(
-                    "search miss, {label} ({} rows)",
+                    "{mode} search miss, {label} ({} rows)",
                     self.corpus.users[who].rows
                 ),
                 ms,

@@ -167,16 +167,19 @@ pub async fn seed(
 ) -> Corpus {
     let mut rng = Rng::new(seed);
     let centroids: Vec<Vec<f32>> = (0..centroids).map(|_| random_unit(&mut rng)).collect();
-    seed_around(pool, sizes, centroids, topics_per_user, rng).await
+    seed_around(pool, sizes, centroids, topics_per_user, rng, None).await
 }
 
-/// [`seed`] around given unit-length centroids (e.g. embeddings of real texts).
+/// [`seed`] around given unit-length centroids (e.g. embeddings of real texts). With
+/// `topic_texts` (one per centroid), each row gets a title (the first words of its topic's text)
+/// and a body (its topic's text and two others), for keyword search.
 pub async fn seed_around(
     pool: &PgPool,
     sizes: &[usize],
     centroids: Vec<Vec<f32>>,
     topics_per_user: usize,
     mut rng: Rng,
+    topic_texts: Option<&[String]>,
 ) -> Corpus {
     let users: Vec<User> = sizes
         .iter()
@@ -218,7 +221,7 @@ pub async fn seed_around(
 
     let mut copy = conn
         .copy_in_raw(
-            "COPY saved_content (id, user_id, url, url_hash, status, embedding) \
+            "COPY saved_content (id, user_id, url, url_hash, status, embedding, title, text) \
              FROM STDIN (FORMAT binary)",
         )
         .await
@@ -233,7 +236,7 @@ pub async fn seed_around(
         let v = near(&mut rng, &centroids[topic], SIGMA);
         let id = rng.uuid();
         let url = format!("https://example.test/{id}");
-        buf.extend_from_slice(&6i16.to_be_bytes());
+        buf.extend_from_slice(&8i16.to_be_bytes());
         for field in [id.as_bytes().as_slice(), user.id.as_bytes().as_slice()] {
             buf.extend_from_slice(&(field.len() as i32).to_be_bytes());
             buf.extend_from_slice(field);
@@ -250,6 +253,26 @@ pub async fn seed_around(
         buf.extend_from_slice(&0i16.to_be_bytes());
         for x in &v {
             buf.extend_from_slice(&x.to_be_bytes());
+        }
+        match topic_texts {
+            Some(texts) => {
+                let title: Vec<&str> = texts[topic].split_whitespace().take(6).collect();
+                let body = format!(
+                    "{} {} {}",
+                    texts[topic],
+                    texts[rng.below(texts.len())],
+                    texts[rng.below(texts.len())]
+                );
+                for field in [title.join(" "), body] {
+                    buf.extend_from_slice(&(field.len() as i32).to_be_bytes());
+                    buf.extend_from_slice(field.as_bytes());
+                }
+            }
+            None => {
+                for _ in 0..2 {
+                    buf.extend_from_slice(&(-1i32).to_be_bytes());
+                }
+            }
         }
         if buf.len() >= 4 << 20 {
             copy.send(std::mem::take(&mut buf))

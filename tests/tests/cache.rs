@@ -10,8 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fuze_shared::cache::{
-    Bytes, CacheConfig, CacheType, Invalidation, L1Config, Layer, LayeredCache, l2,
+use fuze_shared::{
+    cache::{Bytes, CacheConfig, CacheType, L1Config, Layer, LayeredCache, l2},
+    events::Event,
 };
 use fuze_tests::RedisServer;
 use redis::AsyncCommands;
@@ -203,11 +204,21 @@ async fn a_generation_bump_makes_old_derived_keys_unreachable() {
     assert_eq!(get(&a, "v1").await, (Bytes::from("v1"), Layer::L3));
     assert_eq!(get(&a, "v1").await.1, Layer::L1);
     assert_eq!(get(&b, "v1").await, (Bytes::from("v1"), Layer::L2));
-    assert_eq!(a.generation(user).await, Some(0));
+    assert_eq!(
+        a.generation(user, CacheType::Recommendations).await,
+        Some(0)
+    );
 
     // A writes and bumps the generation; B (no L1) sees the change at once, A after the event.
-    assert_eq!(a.invalidate_user(user).await, Some(1));
-    b.apply_event(&Invalidation::User(user));
+    let project = Event::ProjectChanged {
+        user_id: user,
+        project_id: Uuid::new_v4(),
+    };
+    assert_eq!(
+        a.invalidate_user(user, project.stale_types()).await,
+        Some(vec![1])
+    );
+    b.apply_event(&project.invalidation());
     assert_eq!(get(&b, "v2").await, (Bytes::from("v2"), Layer::L3));
     assert_eq!(get(&a, "v2").await, (Bytes::from("v2"), Layer::L2));
     assert_eq!(calls.load(SeqCst), 2);
@@ -218,7 +229,10 @@ async fn a_generation_bump_makes_old_derived_keys_unreachable() {
         .keys()
         .derived(CacheType::Recommendations, user, 0, "project:1");
     assert!(conn.exists::<_, bool>(&old).await.expect("exists"));
-    let gen_ttl: i64 = conn.ttl(a.keys().generation(user)).await.expect("ttl");
+    let gen_ttl: i64 = conn
+        .ttl(a.keys().generation(user, CacheType::Recommendations))
+        .await
+        .expect("ttl");
     assert!(gen_ttl > 0);
 }
 
@@ -243,8 +257,11 @@ async fn an_event_drops_the_users_l1_entries_in_another_process() {
         }
     }
     assert_eq!(b.l1().len(), 2);
-    a.invalidate_user(user).await.expect("bumped");
-    b.apply_event(&Invalidation::User(user));
+    let changed = Event::BookmarksChanged { user_id: user };
+    a.invalidate_user(user, changed.stale_types())
+        .await
+        .expect("bumped");
+    b.apply_event(&changed.invalidation());
     assert_eq!(b.l1().len(), 1);
     let (v, layer) = b
         .get_or_load(
@@ -329,7 +346,10 @@ async fn unreachable_redis_still_serves_loads_and_counts_errors() {
         .await
         .expect("load");
     assert_eq!(layer, Layer::L1);
-    assert_eq!(cache.invalidate_user(user).await, None);
+    assert_eq!(
+        cache.invalidate_user(user, &CacheType::PER_USER).await,
+        None
+    );
 
     // Without L1 every call loads, and none waits on Redis.
     config.l1 = L1Config::disabled();
@@ -356,7 +376,11 @@ async fn unreachable_redis_still_serves_loads_and_counts_errors() {
         assert!(stats.l2.errors >= 1, "{:?}", stats.l2);
         assert_eq!(stats.l2.hits, 0);
     }
-    assert_eq!(cache.stats().generation_bump_failures, 1);
+    // One bump per type invalidated, each failed.
+    assert_eq!(
+        cache.stats().generation_bump_failures,
+        CacheType::PER_USER.len() as u64
+    );
 }
 
 #[tokio::test]

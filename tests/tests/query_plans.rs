@@ -125,6 +125,14 @@ async fn hot_queries_use_indexes_on_a_seeded_table() {
         })
         .await
         .expect("search");
+        // A word of one bookmark's URL (its id's first group): one match, found by the index.
+        let url_word = page[0].bookmark.id.simple().to_string()[..8].to_owned();
+        let found = assert_indexed(&pool, &format!("{label}: keyword search"), || {
+            search::keyword::keyword_ranked(&pool, user, &url_word, 10)
+        })
+        .await
+        .expect("keyword search");
+        assert_eq!(found.first().map(|hit| hit.id), Some(page[0].bookmark.id));
         assert_indexed(
             &pool,
             &format!("{label}: recommendation candidates"),

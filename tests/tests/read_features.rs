@@ -350,14 +350,18 @@ async fn a_session_start_warms_the_first_page_into_redis() {
         401
     );
 
-    // The warm job writes the page under the user's current generation.
+    // The warm job writes the page under the user's current generation of bookmark pages.
     let mut redis = redis::Client::open(env.redis_url.as_str())
         .expect("client")
         .get_multiplexed_async_connection()
         .await
         .expect("redis");
     let generation: Option<u64> = redis
-        .get(format!("{}:gen:{user}", env.prefix))
+        .get(format!(
+            "{}:gen:{user}:{}",
+            env.prefix,
+            CacheType::UserBookmarks.as_str()
+        ))
         .await
         .expect("gen");
     let limit = 20;
@@ -507,4 +511,55 @@ async fn the_duplicate_check_of_a_save_reads_the_cached_url_set() {
     let (status, anew) = api.save(&alice, &url).await;
     assert_eq!(status, 202, "{anew}");
     assert_ne!(anew["bookmark"]["id"], first["bookmark"]["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_edit_keeps_cached_analyses_and_a_new_bookmark_drops_cached_searches() {
+    let env = TestEnv::new().await;
+    let pages = PageServer::start().await;
+    let api = TestApi::spawn(&env, &[]).await;
+    let _worker =
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
+    let (_, alice) = env.user().await;
+    let bread = save_ready(&api, &pages, &alice, BREAD).await;
+    let analysis = format!("/api/v1/bookmarks/{bread}/analysis");
+    let search = "/api/v1/search?q=bread";
+    for path in [analysis.as_str(), search] {
+        let (status, body) = get_json(&api, path, &alice).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let loads = |stats: &Value| {
+        (
+            type_stat(stats, "content_analysis", "loads"),
+            type_stat(stats, "query", "loads"),
+        )
+    };
+
+    // A note edit: the analysis is still served from the cache, the search is loaded again
+    // (results show notes).
+    let before = loads(&api.cache_stats().await);
+    let res = api
+        .patch(&format!("/api/v1/bookmarks/{bread}"), &alice)
+        .json(&json!({"notes": "try rye next time"}))
+        .send()
+        .await
+        .expect("edit");
+    assert_eq!(res.status(), 200);
+    for path in [analysis.as_str(), search] {
+        get_json(&api, path, &alice).await;
+    }
+    let after = loads(&api.cache_stats().await);
+    assert_eq!(after.0, before.0, "the analysis was loaded again");
+    assert_eq!(after.1, before.1 + 1, "the search was served stale");
+
+    // A new bookmark, scraped, embedded and analysed: the search is loaded again, the first
+    // bookmark's analysis is still served from the cache.
+    let before = loads(&api.cache_stats().await);
+    save_ready(&api, &pages, &alice, MARATHON).await;
+    for path in [analysis.as_str(), search] {
+        get_json(&api, path, &alice).await;
+    }
+    let after = loads(&api.cache_stats().await);
+    assert_eq!(after.0, before.0, "the analysis was loaded again");
+    assert_eq!(after.1, before.1 + 1, "the search was served stale");
 }

@@ -1,5 +1,6 @@
-//! Semantic search: the query is embedded by a worker over the query lane, results are per user
-//! and cached; with no worker the api answers from full-text search and says so.
+//! Search: the query is embedded by a worker over the query lane and fused with the indexed
+//! keyword ranking (exact titles first); results are per user and cached; with no worker the api
+//! answers from the keyword index and says so.
 
 use std::time::Duration;
 
@@ -22,10 +23,15 @@ const PAGES: [(&str, &str); 3] = [
 ];
 
 async fn search(api: &TestApi, token: &str, q: &str) -> (u16, Value) {
+    search_with(api, token, q, "").await
+}
+
+/// A search with more parameters (`&mode=...`).
+async fn search_with(api: &TestApi, token: &str, q: &str, more: &str) -> (u16, Value) {
     let res = api
         .get(
             &format!(
-                "/api/v1/search?q={}",
+                "/api/v1/search?q={}{more}",
                 url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
             ),
             token,
@@ -66,7 +72,7 @@ async fn search_finds_the_closest_bookmark_per_user_and_caches_it() {
         ),
         ("running a long distance race", "Marathon training plan"),
     ] {
-        let (status, results) = search(&api, &alice, q).await;
+        let (status, results) = search_with(&api, &alice, q, "&mode=semantic").await;
         assert_eq!(status, 200, "{results}");
         assert_eq!(results["mode"], "semantic", "{results}");
         assert_eq!(
@@ -78,6 +84,14 @@ async fn search_finds_the_closest_bookmark_per_user_and_caches_it() {
         let second = results["items"][1]["score"].as_f64().expect("score");
         assert!(top > second, "{results}");
     }
+
+    // Hybrid, the default, finds the same pages first.
+    let (_, hybrid) = search(&api, &alice, "how do I bake bread").await;
+    assert_eq!(hybrid["mode"], "hybrid", "{hybrid}");
+    assert_eq!(
+        hybrid["items"][0]["bookmark"]["title"],
+        "Sourdough bread at home"
+    );
 
     // The same query again comes from the cache.
     let before: Value = api
@@ -116,6 +130,7 @@ async fn search_finds_the_closest_bookmark_per_user_and_caches_it() {
         "/api/v1/search?q=x&limit=0",
         "/api/v1/search?q=x&limit=51",
         "/api/v1/search",
+        "/api/v1/search?q=x&mode=fuzzy",
     ] {
         let res = api.get(bad, &alice).send().await.expect("search");
         assert_eq!(res.status(), 400, "{bad}");
@@ -159,4 +174,65 @@ async fn without_workers_search_falls_back_to_keywords_and_says_so() {
         started.elapsed() < Duration::from_secs(2),
         "the fallback does not wait long"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exact_title_ranks_first_in_hybrid_mode_and_explain_says_why() {
+    let env = TestEnv::new().await;
+    let pages = PageServer::start().await;
+    let api = TestApi::spawn(&env, &[]).await;
+    let _worker =
+        WorkerProcess::spawn(&env, &[("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8")]).await;
+    let (_, alice) = env.user().await;
+    // The band's page says "sourdough" once, in its title; the bread pages say it throughout,
+    // so both rankings put bread first.
+    let band = (
+        "Sourdough",
+        "The band announced a tour of twelve cities this spring, with new songs on a record out in May.",
+    );
+    let bread = (
+        "Sourdough starter guide",
+        "A sourdough starter is flour and water; feed the sourdough starter daily and bake sourdough bread when it bubbles.",
+    );
+    for (title, body) in [band, bread, PAGES[0], PAGES[1]] {
+        let (_, saved) = api.save(&alice, &pages.doc_url(title, body)).await;
+        let job = api
+            .wait_for_job(
+                &alice,
+                saved["job"]["id"].as_str().expect("id"),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+    }
+
+    let (_, semantic) = search_with(&api, &alice, "sourdough", "&mode=semantic").await;
+    assert_ne!(
+        semantic["items"][0]["bookmark"]["title"], "Sourdough",
+        "the test needs a page that semantic search alone does not put first: {semantic}"
+    );
+    let (status, hybrid) = search_with(&api, &alice, "Sourdough", "&explain=true").await;
+    assert_eq!(status, 200, "{hybrid}");
+    assert_eq!(hybrid["mode"], "hybrid", "{hybrid}");
+    let top = &hybrid["items"][0];
+    assert_eq!(top["bookmark"]["title"], "Sourdough", "{hybrid}");
+    assert_eq!(top["explain"]["title_match"], 1.0, "{hybrid}");
+    let second = &hybrid["items"][1]["explain"];
+    assert!(second["keyword_rank"].as_u64().is_some(), "{hybrid}");
+    assert!(second["semantic_similarity"].as_f64().is_some(), "{hybrid}");
+    assert!(second["fused_score"].as_f64().is_some(), "{hybrid}");
+
+    // Keyword mode: only pages with the word, titles first, no embedding involved.
+    let (status, keyword) = search_with(&api, &alice, "sourdough", "&mode=keyword").await;
+    assert_eq!(status, 200, "{keyword}");
+    assert_eq!(keyword["mode"], "keyword", "{keyword}");
+    let titles: Vec<&str> = keyword["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|hit| hit["bookmark"]["title"].as_str().expect("title"))
+        .collect();
+    assert_eq!(titles[0], "Sourdough", "{keyword}");
+    assert_eq!(titles.len(), 3, "band, starter and bread pages: {keyword}");
+    assert!(keyword["items"][0].get("explain").is_none(), "{keyword}");
 }

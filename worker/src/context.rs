@@ -45,14 +45,18 @@ pub struct JobContext {
 pub type SharedContext = Arc<JobContext>;
 
 impl JobContext {
+    /// After a stage changed a bookmark (page, embedding, status) but not its analysis.
     pub async fn bookmarks_changed(&self, user_id: Uuid) {
+        self.announce(&Event::BookmarksChanged { user_id }).await;
+    }
+
+    /// After the analyze stage stored a bookmark's analysis.
+    pub async fn analyses_changed(&self, user_id: Uuid) {
+        self.announce(&Event::AnalysesChanged { user_id }).await;
+    }
+
+    async fn announce(&self, event: &Event) {
         let mut conn = self.redis.clone();
-        events::announce(
-            &self.cache,
-            &mut conn,
-            &self.keys.events_channel(),
-            &Event::BookmarksChanged { user_id },
-        )
-        .await;
+        events::announce(&self.cache, &mut conn, &self.keys.events_channel(), event).await;
     }
 }

@@ -216,16 +216,14 @@ async fn undo_save(state: &AppState, job_id: &str, bookmark_id: Uuid) {
     }
 }
 
+/// After a committed change of the user's bookmarks that leaves their analyses as they were.
 pub(crate) async fn publish_change(state: &AppState, user_id: Uuid) {
+    announce(state, &Event::BookmarksChanged { user_id }).await;
+}
+
+async fn announce(state: &AppState, event: &Event) {
     let mut conn = state.redis.clone();
-    let event = Event::BookmarksChanged { user_id };
-    events::announce(
-        &state.cache,
-        &mut conn,
-        &state.keys.events_channel(),
-        &event,
-    )
-    .await;
+    events::announce(&state.cache, &mut conn, &state.keys.events_channel(), event).await;
 }
 
 /// Newest first, keyset-paginated: `next_cursor` fetches the following page. Pages are served from
@@ -326,6 +324,7 @@ async fn remove(
     if !bookmarks::delete(&state.db, user.0, *id).await? {
         return Err(ApiError::NotFound);
     }
-    publish_change(&state, user.0).await;
+    // Its cached analysis goes with it.
+    announce(&state, &Event::AnalysesChanged { user_id: user.0 }).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,10 +9,11 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use fuze_shared::{
-    bookmarks::{self, Bookmark},
+    bookmarks::Bookmark,
     cache::{Bytes, CacheType, DedupKey, hash_parts},
     domain::QueryText,
     recommend::{self, Weights},
+    search::keyword,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -80,7 +81,11 @@ async fn recommendations(
     };
     // The user's generation is part of the submission: a repeat after a write is new work, not a
     // duplicate (the window would otherwise serve an answer the write made stale).
-    let generation = state.cache.generation(user.0).await.unwrap_or_default();
+    let generation = state
+        .cache
+        .generation(user.0, CacheType::Recommendations)
+        .await
+        .unwrap_or_default();
     let submission = format!("{key}:g{generation}");
     let dedup_key = DedupKey::new(user.0, "recommendations", submission.as_bytes());
     let (answer, _duplicate) = state
@@ -146,7 +151,12 @@ async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Resul
     };
     let Some(vector) = read::query_embedding(state, &text).await else {
         // No worker answered in time: full-text search over the same seed, said so, not cached.
-        let items = bookmarks::keyword_search(&state.db, user, &text, limit)
+        let ranked = keyword::keyword_ranked(&state.db, user, &text, limit)
+            .await?
+            .into_iter()
+            .map(|hit| (hit.id, hit.rank))
+            .collect();
+        let items = read::hydrate(&state.db, user, ranked)
             .await?
             .into_iter()
             .map(|(bookmark, rank)| Item {

@@ -1,18 +1,29 @@
-//! `GET /api/v1/search?q=&limit=`: semantic search over the user's bookmarks.
+//! `GET /api/v1/search?q=&limit=&mode=&explain=`: the user's bookmarks for a query.
+//!
+//! - `mode=hybrid` (the default): the keyword and the semantic rankings fused by reciprocal rank,
+//!   pages whose title nearly is the query first (`fuze_shared::search::fuse`);
+//! - `mode=semantic`: nearest embeddings only;
+//! - `mode=keyword`: the indexed keyword ranking only, titles first.
 //!
 //! The query is embedded by a worker (the api never loads the model) through the query lane, or
-//! read from the embedding cache; results are cached per user (`query`, 5 min) and invalidated with
-//! the user's bookmarks. If no worker answers in time, Postgres full-text search answers instead and
-//! the reply says `"mode": "keyword"` (those results are not cached).
+//! read from the embedding cache. Results are cached per user (`query`, 5 min) and invalidated with
+//! the user's bookmarks. If no worker embeds the query in time, the indexed keyword ranking answers
+//! and the reply says `"mode": "keyword"` (that answer is not cached, so the next request tries
+//! the semantic path again). `explain=true` adds where each hit came from.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
-    bookmarks::{self, Bookmark},
+    bookmarks::Bookmark,
     cache::{Bytes, CacheType, hash_parts},
     domain::QueryText,
-    search,
+    search::{
+        self,
+        fuse::{self, Fused},
+        keyword::{self, KeywordHit},
+    },
 };
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
@@ -27,16 +38,76 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SearchQuery {
+struct SearchParams {
     q: String,
     limit: Option<u32>,
+    mode: Option<String>,
+    explain: Option<bool>,
+}
+
+/// How results are ranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Hybrid,
+    Semantic,
+    Keyword,
+}
+
+impl Mode {
+    fn parse(mode: Option<&str>) -> Result<Self, ApiError> {
+        match mode {
+            None | Some("hybrid") => Ok(Mode::Hybrid),
+            Some("semantic") => Ok(Mode::Semantic),
+            Some("keyword") => Ok(Mode::Keyword),
+            Some(other) => Err(ApiError::bad_request(
+                "invalid_mode",
+                format!("mode must be hybrid, semantic or keyword, not {other:?}"),
+            )),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Mode::Hybrid => "hybrid",
+            Mode::Semantic => "semantic",
+            Mode::Keyword => "keyword",
+        }
+    }
+}
+
+/// One validated search.
+struct Search<'a> {
+    user: Uuid,
+    q: &'a str,
+    limit: u32,
+    mode: Mode,
+    explain: bool,
 }
 
 #[derive(Serialize)]
 struct Hit {
     bookmark: Bookmark,
-    /// Cosine similarity (semantic) or text rank (keyword): higher is better.
+    /// Higher is better: the fused score (hybrid), the cosine similarity (semantic) or the text
+    /// rank (keyword).
     score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<Explain>,
+}
+
+/// Where a hit came from (`explain=true`).
+#[derive(Serialize)]
+struct Explain {
+    /// Position in the keyword ranking (1 = best), if the page matched the words.
+    keyword_rank: Option<u32>,
+    /// The keyword ranking's text rank.
+    keyword_score: Option<f32>,
+    /// Cosine similarity of the page to the query, if it was a semantic candidate.
+    semantic_similarity: Option<f32>,
+    /// How closely the title matches the query (1 = same words), if it nearly does; such pages
+    /// rank first.
+    title_match: Option<f32>,
+    /// Reciprocal rank fusion score (hybrid).
+    fused_score: Option<f32>,
 }
 
 #[derive(Serialize)]
@@ -50,56 +121,175 @@ async fn search(
     req: HttpRequest,
     state: web::Data<AppState>,
     user: AuthUser,
-    query: web::Query<SearchQuery>,
+    params: web::Query<SearchParams>,
 ) -> Result<HttpResponse, ApiError> {
     let limits = &state.config.api;
-    let q = QueryText::parse(&query.q, limits.max_query_chars)
+    let q = QueryText::parse(&params.q, limits.max_query_chars)
         .map_err(|m| ApiError::bad_request("invalid_query", m))?;
-    let q = q.as_str();
-    let limit = query.limit.unwrap_or(10);
+    let limit = params.limit.unwrap_or(10);
     if limit == 0 || limit > limits.search_limit_max {
         return Err(ApiError::bad_request(
             "invalid_limit",
             format!("limit must be between 1 and {}", limits.search_limit_max),
         ));
     }
-    let key = hash_parts(&[q.as_bytes(), &limit.to_le_bytes()]);
+    let search = Search {
+        user: user.0,
+        q: q.as_str(),
+        limit,
+        mode: Mode::parse(params.mode.as_deref())?,
+        explain: params.explain.unwrap_or(false),
+    };
+    let key = hash_parts(&[
+        search.q.as_bytes(),
+        &limit.to_le_bytes(),
+        search.mode.as_str().as_bytes(),
+        &[u8::from(search.explain)],
+    ]);
     let loaded = state
         .cache
-        .get_or_load_value(
-            CacheType::Query,
-            Some(user.0),
-            &key,
-            run(&state, user, q, limit),
-        )
+        .get_or_load_value(CacheType::Query, Some(user.0), &key, run(&state, &search))
         .await;
     Ok(Answer::from_load(loaded)?.respond(&req))
 }
 
-async fn run(state: &AppState, user: AuthUser, q: &str, limit: u32) -> Result<Bytes, Uncached> {
+async fn run(state: &AppState, s: &Search<'_>) -> Result<Bytes, Uncached> {
+    match s.mode {
+        Mode::Keyword => to_json(&keyword_results(state, s).await?),
+        Mode::Semantic => match read::query_embedding(state, s.q).await {
+            Some(vector) => to_json(&semantic_results(state, s, &vector).await?),
+            None => Err(keyword_fallback(state, s).await?),
+        },
+        Mode::Hybrid => {
+            // The keyword ranking runs while a worker embeds the query.
+            let depth = state.config.api.search_fusion_depth.max(s.limit);
+            let (keyword, nearest) = tokio::join!(
+                keyword::keyword_ranked(&state.db, s.user, s.q, depth),
+                nearest_to_query(state, s.user, s.q, depth),
+            );
+            let keyword = keyword?;
+            let Some(nearest) = nearest? else {
+                return Err(keyword_fallback(state, s).await?);
+            };
+            let fused = fuse::fuse(s.q, &keyword, &nearest);
+            to_json(&Results {
+                mode: "hybrid",
+                query: s.q,
+                items: fused_hits(state, s, &keyword, fused, FusedScore::Shown).await?,
+            })
+        }
+    }
+}
+
+/// The semantic candidates as (id, cosine similarity); `None` when no worker embedded the query.
+async fn nearest_to_query(
+    state: &AppState,
+    user: Uuid,
+    q: &str,
+    depth: u32,
+) -> sqlx::Result<Option<Vec<(Uuid, f32)>>> {
     let Some(vector) = read::query_embedding(state, q).await else {
-        let items = bookmarks::keyword_search(&state.db, user.0, q, limit)
-            .await?
-            .into_iter()
-            .map(|(bookmark, score)| Hit { bookmark, score })
-            .collect();
-        return Err(Uncached::Keyword(to_json(&Results {
-            mode: "keyword",
-            query: q,
-            items,
-        })?));
+        return Ok(None);
     };
     let parts = state.config.api.search_scan_parts;
-    let nearest = search::nearest_bookmarks(&state.db, user.0, &vector, limit, parts).await?;
+    let nearest = search::nearest_bookmarks(&state.db, user, &vector, depth, parts).await?;
+    Ok(Some(
+        nearest.into_iter().map(|(id, d)| (id, 1.0 - d)).collect(),
+    ))
+}
+
+async fn semantic_results<'a>(
+    state: &AppState,
+    s: &Search<'a>,
+    vector: &[f32],
+) -> Result<Results<'a>, Uncached> {
+    let parts = state.config.api.search_scan_parts;
+    let nearest = search::nearest_bookmarks(&state.db, s.user, vector, s.limit, parts).await?;
     let ranked = nearest.into_iter().map(|(id, d)| (id, 1.0 - d)).collect();
-    let items = read::hydrate(&state.db, user.0, ranked)
+    let items = read::hydrate(&state.db, s.user, ranked)
         .await?
         .into_iter()
-        .map(|(bookmark, score)| Hit { bookmark, score })
+        .map(|(bookmark, similarity)| Hit {
+            bookmark,
+            score: similarity,
+            explain: s.explain.then_some(Explain {
+                keyword_rank: None,
+                keyword_score: None,
+                semantic_similarity: Some(similarity),
+                title_match: None,
+                fused_score: None,
+            }),
+        })
         .collect();
-    to_json(&Results {
+    Ok(Results {
         mode: "semantic",
-        query: q,
+        query: s.q,
         items,
     })
+}
+
+/// The indexed keyword ranking, pages whose title nearly is the query first.
+async fn keyword_results<'a>(state: &AppState, s: &Search<'a>) -> Result<Results<'a>, Uncached> {
+    let keyword = keyword::keyword_ranked(&state.db, s.user, s.q, s.limit).await?;
+    let ordered = fuse::fuse(s.q, &keyword, &[]);
+    let rank_of = |f: &Fused| {
+        f.keyword_rank
+            .and_then(|r| keyword.get(r as usize - 1))
+            .map_or(0.0, |hit| hit.rank)
+    };
+    Ok(Results {
+        mode: "keyword",
+        query: s.q,
+        items: fused_hits(state, s, &keyword, ordered, FusedScore::Hidden(&rank_of)).await?,
+    })
+}
+
+/// No worker embedded the query in time: the keyword ranking, not cached.
+async fn keyword_fallback(state: &AppState, s: &Search<'_>) -> Result<Uncached, Uncached> {
+    Ok(Uncached::Keyword(to_json(
+        &keyword_results(state, s).await?,
+    )?))
+}
+
+/// What a fused list's hits are scored by.
+enum FusedScore<'a> {
+    /// The fused score (hybrid).
+    Shown,
+    /// Another score (the text rank of a keyword answer); the fusion only ordered titles first.
+    Hidden(&'a dyn Fn(&Fused) -> f32),
+}
+
+/// The first `limit` of `fused` as hits.
+async fn fused_hits(
+    state: &AppState,
+    s: &Search<'_>,
+    keyword: &[KeywordHit],
+    mut fused: Vec<Fused>,
+    scored: FusedScore<'_>,
+) -> sqlx::Result<Vec<Hit>> {
+    fused.truncate(s.limit as usize);
+    let hybrid = matches!(scored, FusedScore::Shown);
+    let score = |f: &Fused| match &scored {
+        FusedScore::Shown => f.score,
+        FusedScore::Hidden(score) => score(f),
+    };
+    let ranked = fused.into_iter().map(|f| (f.id, f)).collect();
+    Ok(read::hydrate(&state.db, s.user, ranked)
+        .await?
+        .into_iter()
+        .map(|(bookmark, f)| Hit {
+            bookmark,
+            score: score(&f),
+            explain: s.explain.then(|| Explain {
+                keyword_rank: f.keyword_rank,
+                keyword_score: f
+                    .keyword_rank
+                    .and_then(|r| keyword.get(r as usize - 1))
+                    .map(|hit| hit.rank),
+                semantic_similarity: f.similarity,
+                title_match: f.title_match,
+                fused_score: hybrid.then_some(f.score),
+            }),
+        })
+        .collect())
 }

@@ -3,8 +3,9 @@
 //! Key scheme, under a configurable prefix (default `fuze`):
 //! - shared across users: `{prefix}:{type}:{key}` (embeddings, scraped pages, analyses);
 //! - per user: `{prefix}:{type}:{user_id}:g{generation}:{key}`, where the generation is read from
-//!   `{prefix}:gen:{user_id}`. `INCR` on that counter makes every derived key of the user
-//!   unreachable at once (O(1), no `KEYS`/`SCAN`); the orphans expire by their TTL.
+//!   `{prefix}:gen:{user_id}:{type}`. `INCR` on that counter makes every value of that type of
+//!   the user unreachable at once (O(1), no `KEYS`/`SCAN`); the orphans expire by their TTL. One
+//!   counter per type, so a change drops only the types it affects (a note edit keeps analyses).
 
 use std::fmt;
 
@@ -65,6 +66,14 @@ impl CacheType {
         }
     }
 
+    /// The types cached per user, under that user's generations.
+    pub const PER_USER: [CacheType; 4] = [
+        CacheType::UserBookmarks,
+        CacheType::Recommendations,
+        CacheType::Analysis,
+        CacheType::Query,
+    ];
+
     /// Position in [`CacheType::ALL`], for per-type counter arrays.
     pub fn index(self) -> usize {
         self as usize
@@ -102,9 +111,9 @@ impl CacheKeys {
         &self.prefix
     }
 
-    /// The generation counter of a user: `{prefix}:gen:{user_id}`.
-    pub fn generation(&self, user_id: Uuid) -> String {
-        format!("{}:gen:{user_id}", self.prefix)
+    /// The generation counter of one type of a user's values: `{prefix}:gen:{user_id}:{type}`.
+    pub fn generation(&self, user_id: Uuid, ty: CacheType) -> String {
+        format!("{}:gen:{user_id}:{}", self.prefix, ty.as_str())
     }
 
     /// A key shared across users: `{prefix}:{type}:{key}`.
@@ -141,7 +150,10 @@ mod tests {
     fn keys_follow_the_design_names() {
         let k = CacheKeys::new("p");
         let u = Uuid::nil();
-        assert_eq!(k.generation(u), format!("p:gen:{u}"));
+        assert_eq!(
+            k.generation(u, CacheType::Analysis),
+            format!("p:gen:{u}:content_analysis")
+        );
         assert_eq!(k.shared(CacheType::Scraped, "ab"), "p:scraped:ab");
         assert_eq!(k.shared(CacheType::Analysis, "c1"), "p:content_analysis:c1");
         assert_eq!(

@@ -189,7 +189,8 @@ struct Entry {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Scope {
-    User(Uuid),
+    /// One type of one user's values.
+    User(Uuid, CacheType),
     Key(Arc<CacheKey>),
 }
 
@@ -197,7 +198,7 @@ enum Scope {
 struct Index {
     /// Every live entry once, for O(1) random sampling.
     slots: Vec<Arc<Meta>>,
-    by_user: HashMap<Uuid, HashSet<Arc<CacheKey>>>,
+    by_user: HashMap<(Uuid, CacheType), HashSet<Arc<CacheKey>>>,
     /// Sequence number of the last invalidation of a user or key.
     invalidated_at: HashMap<Scope, u64>,
     /// Tickets older than this are refused whatever their scope (set by flushes).
@@ -338,7 +339,11 @@ impl L1 {
         });
         index.slots.push(meta.clone());
         if let Some(user) = key.user {
-            index.by_user.entry(user).or_default().insert(key.clone());
+            index
+                .by_user
+                .entry((user, key.ty))
+                .or_default()
+                .insert(key.clone());
         }
         let replaced = self.map.insert(
             key,
@@ -381,13 +386,19 @@ impl L1 {
         removed
     }
 
-    /// Drops every entry of a user. Returns how many there were.
-    pub fn invalidate_user(&self, user: Uuid) -> usize {
+    /// Drops every entry of a user of the given types. Returns how many there were.
+    pub fn invalidate_user(&self, user: Uuid, types: &[CacheType]) -> usize {
         let mut index = self.lock();
         let seq = self.next_seq();
-        index.invalidated_at.insert(Scope::User(user), seq);
+        for &ty in types {
+            index.invalidated_at.insert(Scope::User(user, ty), seq);
+        }
         self.prune(&mut index, seq);
-        let keys = index.by_user.remove(&user).unwrap_or_default();
+        let keys: Vec<Arc<CacheKey>> = types
+            .iter()
+            .filter_map(|&ty| index.by_user.remove(&(user, ty)))
+            .flatten()
+            .collect();
         let mut removed = 0;
         for key in keys {
             if let Some((_, entry)) = self.map.remove(&key) {
@@ -443,7 +454,7 @@ impl L1 {
             return true;
         }
         let after = |scope: Scope| index.invalidated_at.get(&scope).is_some_and(|&s| s > t);
-        key.user.is_some_and(|u| after(Scope::User(u))) || after(Scope::Key(key.clone()))
+        key.user.is_some_and(|u| after(Scope::User(u, key.ty))) || after(Scope::Key(key.clone()))
     }
 
     /// Removes `key` (only if its entry is `expected`, when given). Index mutex held.
@@ -461,11 +472,11 @@ impl L1 {
         };
         unlink(index, &entry.meta);
         if let Some(user) = key.user
-            && let Some(keys) = index.by_user.get_mut(&user)
+            && let Some(keys) = index.by_user.get_mut(&(user, key.ty))
         {
             keys.remove(&key);
             if keys.is_empty() {
-                index.by_user.remove(&user);
+                index.by_user.remove(&(user, key.ty));
             }
         }
         self.stats.bytes.fetch_sub(entry.meta.size as u64, Relaxed);
@@ -689,14 +700,31 @@ mod tests {
             l1.insert(key(Some(b), &i.to_string()), value(1), MIN, l1.ticket());
         }
         l1.insert(key(None, "shared"), value(1), MIN, l1.ticket());
-        assert_eq!(l1.invalidate_user(a), 5);
+        assert_eq!(l1.invalidate_user(a, &CacheType::PER_USER), 5);
         assert_eq!(l1.len(), 6);
         assert!(l1.get(&key(Some(a), "0")).is_none());
         assert!(l1.get(&key(Some(b), "0")).is_some());
         assert!(l1.get(&key(None, "shared")).is_some());
-        assert_eq!(l1.invalidate_user(a), 0);
+        assert_eq!(l1.invalidate_user(a, &CacheType::PER_USER), 0);
         let s = l1.stats().snapshot();
         assert_eq!((s.invalidations, s.invalidated_entries), (2, 5));
+    }
+
+    #[test]
+    fn invalidating_some_types_of_a_user_keeps_the_others() {
+        let l1 = L1::new(config(100, 1_000_000));
+        let u = Uuid::new_v4();
+        let analysis = CacheKey::new(CacheType::Analysis, Some(u), "a");
+        l1.insert(key(Some(u), "page"), value(1), MIN, l1.ticket());
+        l1.insert(analysis.clone(), value(1), MIN, l1.ticket());
+        let ticket = l1.ticket();
+        assert_eq!(l1.invalidate_user(u, &[CacheType::UserBookmarks]), 1);
+        assert!(l1.get(&key(Some(u), "page")).is_none());
+        assert!(l1.get(&analysis).is_some());
+        // A fill that raced the invalidation is refused for that type only.
+        assert!(!l1.insert(key(Some(u), "page"), value(1), MIN, ticket));
+        let other = CacheKey::new(CacheType::Analysis, Some(u), "b");
+        assert!(l1.insert(other, value(1), MIN, ticket));
     }
 
     #[test]
@@ -704,7 +732,7 @@ mod tests {
         let l1 = L1::new(config(100, 1_000_000));
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let ticket = l1.ticket();
-        l1.invalidate_user(a);
+        l1.invalidate_user(a, &CacheType::PER_USER);
         assert!(!l1.insert(key(Some(a), "k"), value(1), MIN, ticket));
         assert!(l1.insert(key(Some(b), "k"), value(1), MIN, ticket));
         assert!(l1.insert(key(Some(a), "k"), value(1), MIN, l1.ticket()));
@@ -730,7 +758,7 @@ mod tests {
         let s = l1.stats().snapshot();
         assert_eq!((s.entries, s.bytes, s.flushes_subscription_lost), (0, 0, 1));
         assert!(l1.insert(key(Some(u), "a"), value(1), MIN, l1.ticket()));
-        assert_eq!(l1.invalidate_user(u), 1);
+        assert_eq!(l1.invalidate_user(u, &CacheType::PER_USER), 1);
     }
 
     #[test]
@@ -754,7 +782,7 @@ mod tests {
                         let k = key(Some(u), &(i % 97).to_string());
                         match i % 7 {
                             0 => {
-                                l1.invalidate_user(u);
+                                l1.invalidate_user(u, &CacheType::PER_USER);
                             }
                             1 | 2 => {
                                 l1.get(&k);

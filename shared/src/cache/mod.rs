@@ -8,10 +8,11 @@
 //! - [`dedup`]: short-window deduplication of repeated submissions
 //!
 //! [`LayeredCache`] composes them. Invalidation is O(1) in Redis: user-scoped values live under
-//! keys that carry the user's generation, and [`LayeredCache::invalidate_user`] bumps it with
-//! `INCR`. A writer commits, then calls `invalidate_user`, then publishes an event; every other
-//! process calls [`LayeredCache::apply_event`], which drops the user's L1 entries and its cached
-//! generation. A lost subscription must be answered with [`LayeredCache::flush_all`].
+//! keys that carry the user's generation of their type, and [`LayeredCache::invalidate_user`]
+//! bumps the generations of the types a change affects with `INCR`. A writer commits, then calls
+//! `invalidate_user`, then publishes an event; every other process calls
+//! [`LayeredCache::apply_event`], which drops the user's L1 entries of those types and their
+//! cached generations. A lost subscription must be answered with [`LayeredCache::flush_all`].
 
 pub mod config;
 pub mod dedup;
@@ -67,8 +68,8 @@ impl Layer {
 /// An invalidation to apply locally (received from another process, or made here).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
-    /// Everything derived from this user's data changed.
-    User(Uuid),
+    /// These types of values derived from this user's data changed.
+    User(Uuid, &'static [CacheType]),
     /// One value changed.
     Key(CacheKey),
     /// Drop everything.
@@ -136,8 +137,8 @@ pub struct LayeredCache {
     l1: L1,
     l2: L2,
     flight: SingleFlight<String, (CachedValue, Layer)>,
-    /// Generations read from Redis, trusted for `generation_ttl`.
-    generations: DashMap<Uuid, KnownGeneration>,
+    /// Generations per user and type read from Redis, trusted for `generation_ttl`.
+    generations: DashMap<(Uuid, CacheType), KnownGeneration>,
     /// Bumped before any generation is forgotten, so a read that raced it is not remembered.
     generation_epoch: AtomicU64,
     types: [TypeStats; 6],
@@ -319,7 +320,7 @@ impl LayeredCache {
     ) -> Result<bool, E> {
         let l2_key = match user {
             None => self.keys.shared(ty, key),
-            Some(user) => match self.l2.get_counter(&self.keys.generation(user)).await {
+            Some(user) => match self.l2.get_counter(&self.keys.generation(user, ty)).await {
                 Some(generation) => self.keys.derived(ty, user, generation, key),
                 None => return Ok(false),
             },
@@ -337,36 +338,48 @@ impl LayeredCache {
         }
     }
 
-    /// Makes every user-scoped value of `user` unreachable: bumps the user's generation in Redis
-    /// (O(1)) and drops the user's L1 entries here. Call after the change is committed, then
-    /// publish an event for the other processes. Returns the new generation, or `None` if Redis
-    /// could not be reached (the old L2 values then live until their TTL; counted).
-    pub async fn invalidate_user(&self, user: Uuid) -> Option<u64> {
-        self.apply_event(&Invalidation::User(user));
+    /// Makes every value of `types` of `user` unreachable: bumps the user's generation of each
+    /// type in Redis (O(1) each) and drops the user's L1 entries of those types here. Call after
+    /// the change is committed, then publish an event for the other processes. Returns the new
+    /// generations, or `None` if Redis could not be reached for one of them (the old L2 values
+    /// then live until their TTL; counted).
+    pub async fn invalidate_user(
+        &self,
+        user: Uuid,
+        types: &'static [CacheType],
+    ) -> Option<Vec<u64>> {
+        self.apply_event(&Invalidation::User(user, types));
         let epoch = self.generation_epoch();
-        let generation = self
-            .l2
-            .incr_counter(&self.keys.generation(user), self.generation_key_ttl())
-            .await;
-        match generation {
-            Some(generation) => {
-                self.remember_generation(user, generation, epoch);
-            }
-            None => {
-                self.generation_bump_failures
-                    .fetch_add(1, Ordering::Relaxed);
+        let mut generations = Some(Vec::with_capacity(types.len()));
+        for &ty in types {
+            let bumped = self
+                .l2
+                .incr_counter(&self.keys.generation(user, ty), self.generation_key_ttl())
+                .await;
+            match bumped {
+                Some(generation) => {
+                    self.remember_generation(user, ty, generation, epoch);
+                    if let Some(all) = &mut generations {
+                        all.push(generation);
+                    }
+                }
+                None => {
+                    self.generation_bump_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    generations = None;
+                }
             }
         }
-        generation
+        generations
     }
 
     /// Applies an invalidation to this process (L1 and remembered generations).
     pub fn apply_event(&self, event: &Invalidation) {
         self.invalidations.fetch_add(1, Ordering::Relaxed);
         match event {
-            Invalidation::User(user) => {
-                self.forget_generation(Some(*user));
-                self.l1.invalidate_user(*user);
+            Invalidation::User(user, types) => {
+                self.forget_generations(Some((*user, types)));
+                self.l1.invalidate_user(*user, types);
             }
             Invalidation::Key(key) => {
                 self.l1.invalidate_key(key);
@@ -377,22 +390,22 @@ impl LayeredCache {
 
     /// Drops all of L1 and every remembered generation (e.g. the event subscription dropped).
     pub fn flush_all(&self, reason: FlushReason) {
-        self.forget_generation(None);
+        self.forget_generations(None);
         self.l1.flush_all(reason);
     }
 
-    /// The current generation of a user: remembered, or read from Redis. `None` if Redis cannot
-    /// tell (the caller then skips L2).
-    pub async fn generation(&self, user: Uuid) -> Option<u64> {
-        let known = self.generations.get(&user).map(|g| *g);
+    /// The current generation of one type of a user's values: remembered, or read from Redis.
+    /// `None` if Redis cannot tell (the caller then skips L2).
+    pub async fn generation(&self, user: Uuid, ty: CacheType) -> Option<u64> {
+        let known = self.generations.get(&(user, ty)).map(|g| *g);
         if let Some(known) = known
             && known.read_at.elapsed() < self.config.generation_ttl
         {
             return Some(known.generation);
         }
         let epoch = self.generation_epoch();
-        let generation = self.l2.get_counter(&self.keys.generation(user)).await?;
-        self.remember_generation(user, generation, epoch);
+        let generation = self.l2.get_counter(&self.keys.generation(user, ty)).await?;
+        self.remember_generation(user, ty, generation, epoch);
         Some(generation)
     }
 
@@ -428,7 +441,7 @@ impl LayeredCache {
         match user {
             None => Some(self.keys.shared(ty, key)),
             Some(user) => {
-                let generation = self.generation(user).await?;
+                let generation = self.generation(user, ty).await?;
                 Some(self.keys.derived(ty, user, generation, key))
             }
         }
@@ -458,8 +471,8 @@ impl LayeredCache {
     /// Remembers a generation unless a forget happened since `epoch` was read. The check runs
     /// under the entry's shard lock, and forgetting bumps the epoch before taking that lock, so a
     /// racing forget either is seen here or removes what was stored.
-    fn remember_generation(&self, user: Uuid, generation: u64, epoch: u64) {
-        let entry = self.generations.entry(user);
+    fn remember_generation(&self, user: Uuid, ty: CacheType, generation: u64, epoch: u64) {
+        let entry = self.generations.entry((user, ty));
         if self.generation_epoch() != epoch {
             return;
         }
@@ -469,11 +482,14 @@ impl LayeredCache {
         });
     }
 
-    fn forget_generation(&self, user: Option<Uuid>) {
+    /// Forgets the remembered generations of some types of a user, or all of them (`None`).
+    fn forget_generations(&self, which: Option<(Uuid, &[CacheType])>) {
         self.generation_epoch.fetch_add(1, Ordering::SeqCst);
-        match user {
-            Some(user) => {
-                self.generations.remove(&user);
+        match which {
+            Some((user, types)) => {
+                for &ty in types {
+                    self.generations.remove(&(user, ty));
+                }
             }
             None => self.generations.clear(),
         }

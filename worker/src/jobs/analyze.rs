@@ -89,7 +89,8 @@ async fn analyze_bookmark(ctx: &JobContext, run: &Run, job: StageJob) -> Result<
     })
     .await
     .map_err(|e| Failure::transient("panic", format!("analysis panicked: {e}")))?;
-    if !analysis::store(&ctx.db, job.user_id, job.bookmark_id, &computed).await? {
+    let stored = analysis::store(&ctx.db, job.user_id, job.bookmark_id, &computed).await?;
+    if stored == analysis::Stored::Gone {
         return Err(Failure::permanent(
             "bookmark_deleted",
             "the bookmark was deleted",
@@ -103,7 +104,12 @@ async fn analyze_bookmark(ctx: &JobContext, run: &Run, job: StageJob) -> Result<
     if settled == records::Settled::NotHeld {
         return Err(Failure::Superseded);
     }
-    ctx.bookmarks_changed(job.user_id).await;
+    // A first analysis was never cached (only found analyses are): lists, searches and
+    // recommendations show its tags, cached analyses stay. A replaced one may be cached.
+    match stored {
+        analysis::Stored::Replaced => ctx.analyses_changed(job.user_id).await,
+        _ => ctx.bookmarks_changed(job.user_id).await,
+    }
     Ok(())
 }
 

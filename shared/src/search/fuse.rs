@@ -1,0 +1,148 @@
+//! Hybrid ranking: keyword and semantic result lists fused by reciprocal rank, with pages whose
+//! title is (nearly) the query placed first.
+//!
+//! Reciprocal rank fusion needs no calibration between a text rank and a cosine similarity,
+//! whose scales have nothing in common; each list contributes `1 / (RRF_K + rank)` per page.
+
+use std::collections::HashMap;
+
+use uuid::Uuid;
+
+use super::keyword::KeywordHit;
+
+/// The usual constant of reciprocal rank fusion: damps the difference between the first few ranks.
+pub const RRF_K: f32 = 60.0;
+/// A title counts as nearly the query when the shorter of the two, normalized, is contained in
+/// the longer and has at least this share of its characters.
+pub const NEAR_TITLE_SHARE: f32 = 0.8;
+
+/// One fused result and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fused {
+    pub id: Uuid,
+    /// Reciprocal rank fusion score: higher is better.
+    pub score: f32,
+    /// Position in the keyword list (1 = best), if the page matched the words.
+    pub keyword_rank: Option<u32>,
+    /// Cosine similarity to the query, if the page was among the semantic candidates.
+    pub similarity: Option<f32>,
+    /// How closely the title matches the query (1 = the same words), if it nearly does.
+    pub title_match: Option<f32>,
+}
+
+/// Fuses `keyword` (best first) and `semantic` (id and cosine similarity, best first): pages
+/// whose title nearly is `query` first (closest first), then the rest by fused score; ties by id.
+pub fn fuse(query: &str, keyword: &[KeywordHit], semantic: &[(Uuid, f32)]) -> Vec<Fused> {
+    let mut by_id: HashMap<Uuid, Fused> = HashMap::new();
+    for (position, hit) in (1u32..).zip(keyword) {
+        let fused = entry(&mut by_id, hit.id);
+        fused.score += reciprocal(position);
+        fused.keyword_rank = Some(position);
+        fused.title_match = hit.title.as_deref().and_then(|t| title_match(query, t));
+    }
+    for (position, &(id, similarity)) in (1u32..).zip(semantic) {
+        let fused = entry(&mut by_id, id);
+        fused.score += reciprocal(position);
+        fused.similarity = Some(similarity);
+    }
+    let mut all: Vec<Fused> = by_id.into_values().collect();
+    all.sort_by(|a, b| {
+        let closeness = |f: &Fused| f.title_match.unwrap_or(0.0);
+        closeness(b)
+            .total_cmp(&closeness(a))
+            .then(b.score.total_cmp(&a.score))
+            .then(a.id.cmp(&b.id))
+    });
+    all
+}
+
+fn entry(by_id: &mut HashMap<Uuid, Fused>, id: Uuid) -> &mut Fused {
+    by_id.entry(id).or_insert_with(|| Fused {
+        id,
+        score: 0.0,
+        keyword_rank: None,
+        similarity: None,
+        title_match: None,
+    })
+}
+
+fn reciprocal(position: u32) -> f32 {
+    1.0 / (RRF_K + position as f32)
+}
+
+/// 1 when `title` and `query` have the same words (case and punctuation aside); the share of
+/// characters when one contains the other and the share is at least [`NEAR_TITLE_SHARE`].
+pub fn title_match(query: &str, title: &str) -> Option<f32> {
+    let (query, title) = (normalize(query), normalize(title));
+    if query.is_empty() || title.is_empty() {
+        return None;
+    }
+    let (short, long) = if query.len() <= title.len() {
+        (&query, &title)
+    } else {
+        (&title, &query)
+    };
+    let share = short.len() as f32 / long.len() as f32;
+    (long.contains(short.as_str()) && share >= NEAR_TITLE_SHARE).then_some(share)
+}
+
+/// Lower-case words separated by single spaces.
+fn normalize(text: &str) -> String {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn hit(n: u128, title: &str) -> KeywordHit {
+        KeywordHit {
+            id: id(n),
+            rank: 0.5,
+            title: Some(title.to_owned()),
+        }
+    }
+
+    #[test]
+    fn a_page_in_both_lists_beats_pages_in_one() {
+        let keyword = [hit(1, "alpha"), hit(2, "beta")];
+        let semantic = [(id(3), 0.9), (id(2), 0.8)];
+        let fused = fuse("query", &keyword, &semantic);
+        assert_eq!(fused[0].id, id(2));
+        assert_eq!(fused[0].keyword_rank, Some(2));
+        assert_eq!(fused[0].similarity, Some(0.8));
+        assert!((fused[0].score - (1.0 / 62.0 + 1.0 / 62.0)).abs() < 1e-6);
+        assert_eq!(fused.len(), 3);
+    }
+
+    #[test]
+    fn the_exact_title_comes_first_whatever_its_fused_score() {
+        let keyword = [hit(1, "Other page"), hit(2, "The Rust Book!")];
+        let semantic = [(id(1), 0.9), (id(3), 0.8)];
+        let fused = fuse("the rust book", &keyword, &semantic);
+        assert_eq!(fused[0].id, id(2));
+        assert_eq!(fused[0].title_match, Some(1.0));
+        assert_eq!(fused[1].id, id(1));
+    }
+
+    #[test]
+    fn near_titles_need_most_of_the_characters() {
+        assert_eq!(title_match("Rust book", "rust-book"), Some(1.0));
+        let near = title_match(
+            "the rust programming language",
+            "The Rust Programming Language 2e",
+        )
+        .expect("near");
+        assert!(near > NEAR_TITLE_SHARE && near < 1.0);
+        assert_eq!(title_match("rust", "The Rust Programming Language"), None);
+        assert_eq!(title_match("", "anything"), None);
+    }
+}

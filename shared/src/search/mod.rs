@@ -1,0 +1,17 @@
+//! Per-user search over bookmarks.
+//!
+//! - [`nearest`]: semantic: nearest embeddings, exact per user
+//! - [`keyword`]: keyword: the indexed text representation, per user and language
+//! - [`fuse`]: hybrid: both lists fused by reciprocal rank, exact titles first
+//! - [`language`]: the text search configuration of a page's language
+
+pub mod fuse;
+pub mod keyword;
+pub mod language;
+pub mod nearest;
+
+pub(crate) use nearest::{NEAREST_CTES, bind_nearest, in_parts};
+pub use nearest::{
+    RERANK_MIN, RERANK_PER_RESULT, id_ranges, nearest_bookmarks, nearest_bookmarks_among,
+    nearest_sql, rerank_count,
+};
