@@ -2,8 +2,8 @@
 //! (its name, description and open tasks) or a query, by similarity, quality and recency, without
 //! near-duplicates (see `fuze_shared::recommend`).
 //!
-//! Cached 30 min (by default) under the user's generation, which every bookmark, project and task
-//! change bumps. Repeats of one request within a short window (a double click) share one piece of
+//! Cached 30 min (by default) under the user's generation of recommendations, which every
+//! bookmark, analysis, project and task change bumps. Repeats of one request within a short window (a double click) share one piece of
 //! work, including the uncached keyword fallback used when no worker embeds the seed in time.
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -79,7 +79,7 @@ async fn recommendations(
         Seed::Project(id) => format!("project:{id}:{limit}"),
         Seed::Query(q) => format!("q:{}:{limit}", hash_parts(&[q.as_bytes()])),
     };
-    // The user's generation is part of the submission: a repeat after a write is new work, not a
+    // The user's generation of recommendations is part of the submission: a repeat after a write is new work, not a
     // duplicate (the window would otherwise serve an answer the write made stale).
     let generation = state
         .cache
