@@ -155,10 +155,10 @@ async fn search(
 
 async fn run(state: &AppState, s: &Search<'_>) -> Result<Bytes, Uncached> {
     match s.mode {
-        Mode::Keyword => to_json(&keyword_results(state, s).await?),
+        Mode::Keyword => to_json(&keyword_results(state, s, None).await?),
         Mode::Semantic => match read::query_embedding(state, s.q).await {
             Some(vector) => to_json(&semantic_results(state, s, &vector).await?),
-            None => Err(keyword_fallback(state, s).await?),
+            None => Err(keyword_fallback(state, s, None).await?),
         },
         Mode::Hybrid => {
             // The keyword ranking runs while a worker embeds the query.
@@ -169,13 +169,13 @@ async fn run(state: &AppState, s: &Search<'_>) -> Result<Bytes, Uncached> {
             );
             let keyword = keyword?;
             let Some(nearest) = nearest? else {
-                return Err(keyword_fallback(state, s).await?);
+                return Err(keyword_fallback(state, s, Some(keyword)).await?);
             };
             let fused = fuse::fuse(s.q, &keyword, &nearest);
             to_json(&Results {
                 mode: "hybrid",
                 query: s.q,
-                items: fused_hits(state, s, &keyword, fused, FusedScore::Shown).await?,
+                items: fused_hits(state, s, fused, true).await?,
             })
         }
     }
@@ -228,64 +228,60 @@ async fn semantic_results<'a>(
     })
 }
 
-/// The indexed keyword ranking, pages whose title nearly is the query first.
-async fn keyword_results<'a>(state: &AppState, s: &Search<'a>) -> Result<Results<'a>, Uncached> {
-    let keyword = keyword::keyword_ranked(&state.db, s.user, s.q, s.limit).await?;
-    let ordered = fuse::fuse(s.q, &keyword, &[]);
-    let rank_of = |f: &Fused| {
-        f.keyword_rank
-            .and_then(|r| keyword.get(r as usize - 1))
-            .map_or(0.0, |hit| hit.rank)
+/// The indexed keyword ranking, pages whose title nearly is the query first. `fetched` is a
+/// ranking already read (at least `limit` deep, best first), so it is not read twice.
+async fn keyword_results<'a>(
+    state: &AppState,
+    s: &Search<'a>,
+    fetched: Option<Vec<KeywordHit>>,
+) -> Result<Results<'a>, Uncached> {
+    let mut keyword = match fetched {
+        Some(keyword) => keyword,
+        None => keyword::keyword_ranked(&state.db, s.user, s.q, s.limit).await?,
     };
+    keyword.truncate(s.limit as usize);
+    let ordered = fuse::fuse(s.q, &keyword, &[]);
     Ok(Results {
         mode: "keyword",
         query: s.q,
-        items: fused_hits(state, s, &keyword, ordered, FusedScore::Hidden(&rank_of)).await?,
+        items: fused_hits(state, s, ordered, false).await?,
     })
 }
 
 /// No worker embedded the query in time: the keyword ranking, not cached.
-async fn keyword_fallback(state: &AppState, s: &Search<'_>) -> Result<Uncached, Uncached> {
+async fn keyword_fallback(
+    state: &AppState,
+    s: &Search<'_>,
+    fetched: Option<Vec<KeywordHit>>,
+) -> Result<Uncached, Uncached> {
     Ok(Uncached::Keyword(to_json(
-        &keyword_results(state, s).await?,
+        &keyword_results(state, s, fetched).await?,
     )?))
 }
 
-/// What a fused list's hits are scored by.
-enum FusedScore<'a> {
-    /// The fused score (hybrid).
-    Shown,
-    /// Another score (the text rank of a keyword answer); the fusion only ordered titles first.
-    Hidden(&'a dyn Fn(&Fused) -> f32),
-}
-
-/// The first `limit` of `fused` as hits.
+/// The first `limit` of `fused` as hits, scored by the fused score (`hybrid`) or else by the
+/// text rank (the fusion then only put titles first).
 async fn fused_hits(
     state: &AppState,
     s: &Search<'_>,
-    keyword: &[KeywordHit],
     mut fused: Vec<Fused>,
-    scored: FusedScore<'_>,
+    hybrid: bool,
 ) -> sqlx::Result<Vec<Hit>> {
     fused.truncate(s.limit as usize);
-    let hybrid = matches!(scored, FusedScore::Shown);
-    let score = |f: &Fused| match &scored {
-        FusedScore::Shown => f.score,
-        FusedScore::Hidden(score) => score(f),
-    };
     let ranked = fused.into_iter().map(|f| (f.id, f)).collect();
     Ok(read::hydrate(&state.db, s.user, ranked)
         .await?
         .into_iter()
         .map(|(bookmark, f)| Hit {
             bookmark,
-            score: score(&f),
+            score: if hybrid {
+                f.score
+            } else {
+                f.keyword_score.unwrap_or(0.0)
+            },
             explain: s.explain.then(|| Explain {
                 keyword_rank: f.keyword_rank,
-                keyword_score: f
-                    .keyword_rank
-                    .and_then(|r| keyword.get(r as usize - 1))
-                    .map(|hit| hit.rank),
+                keyword_score: f.keyword_score,
                 semantic_similarity: f.similarity,
                 title_match: f.title_match,
                 fused_score: hybrid.then_some(f.score),

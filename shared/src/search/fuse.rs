@@ -24,6 +24,8 @@ pub struct Fused {
     pub score: f32,
     /// Position in the keyword list (1 = best), if the page matched the words.
     pub keyword_rank: Option<u32>,
+    /// The keyword list's text rank, if the page matched the words.
+    pub keyword_score: Option<f32>,
     /// Cosine similarity to the query, if the page was among the semantic candidates.
     pub similarity: Option<f32>,
     /// How closely the title matches the query (1 = the same words), if it nearly does.
@@ -38,6 +40,7 @@ pub fn fuse(query: &str, keyword: &[KeywordHit], semantic: &[(Uuid, f32)]) -> Ve
         let fused = entry(&mut by_id, hit.id);
         fused.score += reciprocal(position);
         fused.keyword_rank = Some(position);
+        fused.keyword_score = Some(hit.rank);
         fused.title_match = hit.title.as_deref().and_then(|t| title_match(query, t));
     }
     for (position, &(id, similarity)) in (1u32..).zip(semantic) {
@@ -61,6 +64,7 @@ fn entry(by_id: &mut HashMap<Uuid, Fused>, id: Uuid) -> &mut Fused {
         id,
         score: 0.0,
         keyword_rank: None,
+        keyword_score: None,
         similarity: None,
         title_match: None,
     })
