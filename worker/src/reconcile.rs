@@ -57,8 +57,7 @@ pub async fn requeue_stale(
     .await?;
     let mut requeued = 0;
     for job in candidates {
-        // Warm jobs keep no record, so no record points at their queue.
-        let Some(queue) = QueueName::parse(&job.stage).filter(|q| *q != QueueName::Warm) else {
+        let Some(queue) = QueueName::parse_stage(&job.stage) else {
             continue;
         };
         if !job.stuck_running && queues.fair().contains(queue, &job.task_id).await? {

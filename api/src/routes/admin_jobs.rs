@@ -223,10 +223,7 @@ async fn retry(
     let (Some(user_id), Some(bookmark_id), Some(queue)) = (
         job.user_id,
         job.bookmark_id,
-        job.stage
-            .as_deref()
-            .and_then(QueueName::parse)
-            .filter(|q| *q != QueueName::Warm),
+        job.stage.as_deref().and_then(QueueName::parse_stage),
     ) else {
         tx.rollback().await?;
         return Err(ApiError::Conflict(

@@ -47,6 +47,20 @@ impl QueueName {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|q| q.as_str() == name)
     }
+
+    /// The queue of an ingest job's stage, named in the job's record: `None` for a queue of
+    /// best-effort work, which keeps no record and so has no stage to restart.
+    pub fn parse_stage(name: &str) -> Option<Self> {
+        Self::parse(name).filter(|q| q.is_stage())
+    }
+
+    /// Whether its jobs are stages of an ingest job (scrape, embed, analyze), with a record.
+    pub fn is_stage(self) -> bool {
+        match self {
+            Self::Scrape | Self::Embed | Self::Analyze => true,
+            Self::Warm => false,
+        }
+    }
 }
 
 /// Handles to every queue: the fair queues (where jobs are enqueued), the apalis queues behind
@@ -123,15 +137,16 @@ impl JobQueues {
     }
 
     /// Enqueues the run of an ingest job's stage (`ticket.queue`), for code that restarts a stage
-    /// from its record (the reconciler, an admin retry). Warm jobs keep no record, so no stage.
+    /// from its record (the reconciler, an admin retry).
     pub async fn enqueue_stage(
         &self,
         ticket: Ticket<'_>,
         job: &super::StageJob,
     ) -> anyhow::Result<()> {
         anyhow::ensure!(
-            ticket.queue != QueueName::Warm,
-            "warm jobs have no stage to restart"
+            ticket.queue.is_stage(),
+            "{} jobs have no stage to restart",
+            ticket.queue.as_str()
         );
         self.enqueue(ticket, job, None).await
     }
