@@ -14,6 +14,7 @@ use fuze_shared::{
     cache::{DedupConfig, LayeredCache, RequestDedup},
     config::Config,
     db,
+    embedding::EmbeddingSpace,
     jobs::{JobQueues, QueueName},
     keys::Keys,
     metrics::Metrics,
@@ -34,6 +35,8 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let db = db::connect(&config).await?;
+        // The space the workers write: search compares query vectors with its rows only.
+        let space = EmbeddingSpace::current(&db, &config.embed).await?;
         let redis = redis_conn::connection_manager(&config.redis_url).await?;
         let keys = Keys::new(config.redis_prefix.clone());
         let queues = JobQueues::new(redis.clone(), keys.clone(), config.worker.clone());
@@ -83,6 +86,7 @@ impl Application {
                 ..DedupConfig::default()
             }),
             limits,
+            space,
         });
 
         let server = HttpServer::new(move || {

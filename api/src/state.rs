@@ -32,4 +32,6 @@ pub struct AppState {
     pub recommend_dedup: RequestDedup<Answer>,
     /// Per-user rate limits and database turns.
     pub limits: crate::limits::UserLimits,
+    /// The embedding space searched: the configured model's, as the workers compute it.
+    pub space: fuze_shared::embedding::EmbeddingSpace,
 }

@@ -3,10 +3,10 @@
 use chrono::{DateTime, Utc};
 use pgvector::Vector;
 use serde::Serialize;
-use sqlx::{FromRow, PgExecutor};
+use sqlx::{FromRow, PgExecutor, PgPool};
 use uuid::Uuid;
 
-use crate::keyset;
+use crate::{embedding::EmbeddingSpace, keyset};
 
 /// A bookmark as lists show it (no page text: pages stay small and cacheable).
 #[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
@@ -311,26 +311,103 @@ pub async fn text_to_embed(
     }))
 }
 
-/// Stores the vector and marks the bookmark ready. Returns the seconds since it was saved (the
-/// save -> ready latency), or `None` when the bookmark is gone.
+/// One embedded passage of a page: where it is in the embedded text (chars) and its vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Passage {
+    pub start_char: i32,
+    pub end_char: i32,
+    pub vector: Vec<f32>,
+}
+
+/// Stores the page's passages (in page order; the first is also the bookmark's document vector)
+/// in `space` and marks the bookmark ready. Returns the seconds since it was saved (the save ->
+/// ready latency), or `None` when the bookmark is gone.
 pub async fn store_embedding(
-    db: impl PgExecutor<'_>,
+    db: &PgPool,
+    space: &EmbeddingSpace,
     user_id: Uuid,
     id: Uuid,
-    embedding: &[f32],
-    model: &str,
+    passages: &[Passage],
 ) -> sqlx::Result<Option<f64>> {
-    sqlx::query_scalar(
-        "UPDATE saved_content SET embedding = $3, embedding_model = $4, status = 'ready', error = NULL, \
-         updated_at = now() WHERE user_id = $1 AND id = $2 \
+    store_passages(db, space, user_id, id, passages, true).await
+}
+
+/// Replaces the bookmark's vectors with `passages` of `space` (the reindex job), leaving its
+/// status as it is. Returns whether the bookmark still exists.
+pub async fn replace_embedding(
+    db: &PgPool,
+    space: &EmbeddingSpace,
+    user_id: Uuid,
+    id: Uuid,
+    passages: &[Passage],
+) -> sqlx::Result<bool> {
+    Ok(store_passages(db, space, user_id, id, passages, false)
+        .await?
+        .is_some())
+}
+
+async fn store_passages(
+    db: &PgPool,
+    space: &EmbeddingSpace,
+    user_id: Uuid,
+    id: Uuid,
+    passages: &[Passage],
+    mark_ready: bool,
+) -> sqlx::Result<Option<f64>> {
+    let Some(first) = passages.first() else {
+        return Err(sqlx::Error::InvalidArgument("no passages to store".into()));
+    };
+    let mut tx = db.begin().await?;
+    // The row lock taken here orders concurrent writers of one bookmark's passages: the second
+    // waits, then deletes what the first inserted.
+    let since_save: Option<f64> = sqlx::query_scalar(
+        "UPDATE saved_content SET embedding = $3, embedding_model = $4, \
+           status = CASE WHEN $5 THEN 'ready' ELSE status END, \
+           error = CASE WHEN $5 THEN NULL ELSE error END, \
+           updated_at = CASE WHEN $5 THEN now() ELSE updated_at END \
+         WHERE user_id = $1 AND id = $2 \
          RETURNING EXTRACT(EPOCH FROM clock_timestamp() - saved_at)::float8",
     )
     .bind(user_id)
     .bind(id)
-    .bind(Vector::from(embedding.to_vec()))
-    .bind(model)
-    .fetch_optional(db)
-    .await
+    .bind(Vector::from(first.vector.clone()))
+    .bind(&space.name)
+    .bind(mark_ready)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if since_save.is_none() {
+        return Ok(None);
+    }
+    sqlx::query("DELETE FROM bookmark_passages WHERE bookmark_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let ordinals: Vec<i16> = (0..passages.len())
+        .map(|i| i16::try_from(i).unwrap_or(i16::MAX))
+        .collect();
+    let starts: Vec<i32> = passages.iter().map(|p| p.start_char).collect();
+    let ends: Vec<i32> = passages.iter().map(|p| p.end_char).collect();
+    let vectors: Vec<Vector> = passages
+        .iter()
+        .map(|p| Vector::from(p.vector.clone()))
+        .collect();
+    sqlx::query(
+        "INSERT INTO bookmark_passages \
+           (bookmark_id, ordinal, user_id, space_id, start_char, end_char, embedding) \
+         SELECT $1, o, $2, $3, s, e, v \
+         FROM unnest($4::int2[], $5::int4[], $6::int4[], $7::vector[]) AS p(o, s, e, v)",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(space.id)
+    .bind(&ordinals)
+    .bind(&starts)
+    .bind(&ends)
+    .bind(&vectors)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(since_save)
 }
 
 pub async fn mark_failed(

@@ -128,6 +128,12 @@ pub struct WorkerConfig {
     pub missed_heartbeats: usize,
     pub job_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// Bookmarks embedded again per reindex run (each run then hands on to the next).
+    pub reindex_batch: u32,
+    /// How often a worker counts stale vectors (the gauge) and starts a reindex if none runs.
+    pub reindex_check_interval: Duration,
+    /// A reindex pass silent this long is taken over from its last position.
+    pub reindex_stall: Duration,
 }
 
 /// Limits for one fetch. The defaults suit the production worker; tests shrink them.
@@ -249,6 +255,11 @@ pub struct EmbedderConfig {
     pub engine: EmbedEngine,
     /// How the Fuze engine stores its dense weights.
     pub weights: EmbedWeights,
+    /// Word pieces two consecutive passages of a page share, so a sentence cut by one window is
+    /// whole in the next.
+    pub passage_overlap: usize,
+    /// Most passages embedded per page (each costs one window's forward pass).
+    pub max_passages: usize,
 }
 
 /// The BERT forward pass the worker runs; both give the same vectors up to float rounding.
@@ -351,6 +362,12 @@ impl EmbedderConfig {
         dir.file_name()
             .map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned())
     }
+
+    /// How a page becomes vectors, as it goes into the embedding space's name: the window and
+    /// the overlap decide which text each vector stands for.
+    pub fn passage_scheme(&self) -> String {
+        format!("passages-w{}-o{}", self.max_tokens, self.passage_overlap)
+    }
 }
 
 impl Default for EmbedderConfig {
@@ -365,6 +382,8 @@ impl Default for EmbedderConfig {
             max_text_chars: 20_000,
             engine: EmbedEngine::default(),
             weights: EmbedWeights::default(),
+            passage_overlap: 32,
+            max_passages: 16,
         }
     }
 }
@@ -460,6 +479,9 @@ impl Config {
                 missed_heartbeats: env.parse("FUZE_WORKER_MISSED_HEARTBEATS", 5)?,
                 job_timeout: env.millis("FUZE_JOB_TIMEOUT_MS", 60_000)?,
                 shutdown_timeout: env.millis("FUZE_WORKER_SHUTDOWN_TIMEOUT_MS", 20_000)?,
+                reindex_batch: env.parse::<u32>("FUZE_REINDEX_BATCH", 16)?.max(1),
+                reindex_check_interval: env.millis("FUZE_REINDEX_CHECK_INTERVAL_MS", 30_000)?,
+                reindex_stall: env.millis("FUZE_REINDEX_STALL_MS", 600_000)?,
             },
             scraper: {
                 let d = ScraperConfig::default();
@@ -514,6 +536,8 @@ impl Config {
                     max_text_chars: env.parse("FUZE_EMBED_MAX_TEXT_CHARS", d.max_text_chars)?,
                     engine: env.parse("FUZE_EMBED_ENGINE", d.engine)?,
                     weights: env.parse("FUZE_EMBED_WEIGHTS", d.weights)?,
+                    passage_overlap: env.parse("FUZE_EMBED_PASSAGE_OVERLAP", d.passage_overlap)?,
+                    max_passages: env.parse("FUZE_EMBED_MAX_PASSAGES", d.max_passages)?,
                 }
             },
             ttl: TtlConfig {

@@ -32,6 +32,16 @@ impl Keys {
         format!("{}:embedding:{}", self.prefix, hex::encode(h.finalize()))
     }
 
+    /// Progress of the reindex pass into one embedding space (a hash).
+    pub fn reindex(&self, space: &str) -> String {
+        format!("{}:reindex:{space}", self.prefix)
+    }
+
+    /// Held for a moment by the worker that starts a reindex pass, so only one starts it.
+    pub fn reindex_starting(&self, space: &str) -> String {
+        format!("{}:reindex:{space}:starting", self.prefix)
+    }
+
     /// apalis queue name of a job queue.
     pub fn queue(&self, name: &str) -> String {
         format!("{}:queue:{name}", self.prefix)

@@ -83,6 +83,8 @@ pub struct Metrics {
     pub embed_tokens: IntCounter,
     pub embed_truncated: IntCounter,
     pub model_load_seconds: Gauge,
+    /// Bookmarks whose vectors belong to another embedding space than the worker's.
+    pub embeddings_stale: IntGauge,
     pub query_lane_seconds: Histogram,
     pub embed_cache: IntCounterVec,
     pub embed_batch_size: Histogram,
@@ -255,6 +257,15 @@ impl Metrics {
                 "embed_truncated_total",
                 "Texts cut at the model's token limit.",
             )?,
+            embeddings_stale: {
+                let g = IntGauge::new(
+                    "embeddings_stale",
+                    "Bookmarks whose vectors belong to another embedding space than the current \
+                     one (re-embedded by the reindex job; searched by keyword meanwhile).",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             model_load_seconds: {
                 let g = Gauge::new(
                     "embed_model_load_seconds",

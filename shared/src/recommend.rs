@@ -1,8 +1,8 @@
 //! Recommendations: a user's bookmarks ranked for a project or a query.
 //!
-//! Candidates are the user's nearest bookmarks to the seed embedding (found like search), a few
-//! times more than asked for; they are then re-ranked by a blend of similarity, quality score and
-//! recency, and near-duplicates of an already chosen bookmark (same article saved under two URLs,
+//! Candidates are the user's nearest bookmarks to the seed embedding (found like search, by best
+//! passage in the current embedding space), a few times more than asked for; they are then
+//! re-ranked by a blend of similarity, quality score and recency, and near-duplicates of an already chosen bookmark (same article saved under two URLs,
 //! mirrors) are skipped, so the list is not five copies of one page.
 
 use std::num::NonZeroU32;
@@ -14,7 +14,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgPool};
 use uuid::Uuid;
 
-use crate::{projects, search};
+use crate::{embedding::EmbeddingSpace, projects, search};
 
 /// How the score blends its parts; the weights sum to 1.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +80,7 @@ fn candidates_sql() -> &'static str {
 /// concurrent scans as [`search::nearest_bookmarks`] does.
 pub async fn candidates(
     db: &PgPool,
+    space: &EmbeddingSpace,
     user_id: Uuid,
     seed: &[f32],
     limit: u32,
@@ -93,7 +94,8 @@ pub async fn candidates(
             let query = sqlx::query_as(candidates_sql())
                 .bind(user_id)
                 .bind(seed.clone());
-            search::bind_nearest(query, limit, search::rerank_count(limit), range).fetch_all(db)
+            search::bind_nearest(query, limit, search::rerank_count(limit), range, space)
+                .fetch_all(db)
         },
         |c: &Candidate| (c.distance, c.id),
     )

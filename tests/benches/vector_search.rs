@@ -16,7 +16,7 @@ mod vector_seed;
 use std::num::NonZeroU32;
 use std::time::Instant;
 
-use fuze_shared::search;
+use fuze_shared::{embedding::EmbeddingSpace, search};
 use fuze_tests::TestEnv;
 use pgvector::Vector;
 use sqlx::{Acquire, PgConnection, PgPool};
@@ -195,6 +195,7 @@ async fn run_single(conn: &mut PgConnection, s: &Single, user: Uuid, q: &[f32]) 
 async fn run(
     conn: &mut PgConnection,
     pool: &PgPool,
+    space: &EmbeddingSpace,
     s: &Strategy,
     user: Uuid,
     q: &[f32],
@@ -202,11 +203,11 @@ async fn run(
     match s {
         Strategy::Halfvec { candidates, parts } => {
             let parts = NonZeroU32::new(*parts).expect("positive parts");
-            search::nearest_bookmarks_among(pool, user, q, K as u32, *candidates, parts)
+            search::nearest_bookmarks_among(pool, space, user, q, K as u32, *candidates, parts)
                 .await
                 .expect("search")
                 .into_iter()
-                .map(|(id, _)| id)
+                .map(|n| n.id)
                 .collect()
         }
         Strategy::Single(s) => run_single(conn, s, user, q).await,
@@ -367,7 +368,7 @@ async fn main() {
             let mut on_topic = Vec::with_capacity(qs.len());
             for ((q, topical), t) in qs.iter().zip(truth) {
                 let started = Instant::now();
-                let got = run(&mut conn, &env.pool, &strategy, user.id, q).await;
+                let got = run(&mut conn, &env.pool, &corpus.space, &strategy, user.id, q).await;
                 ms.push(started.elapsed().as_secs_f64() * 1000.0);
                 let r = recall(&got, t);
                 recalls.push(r);

@@ -80,6 +80,20 @@ impl TestApi {
         (status, res.json().await.expect("save reply is JSON"))
     }
 
+    /// Saves a link and waits until its job succeeded; returns the bookmark's id.
+    pub async fn save_ready(&self, token: &str, url: &str, timeout: Duration) -> String {
+        let (status, saved) = self.save(token, url).await;
+        assert_eq!(status, 202, "{saved}");
+        let job = self
+            .wait_for_job(token, saved["job"]["id"].as_str().expect("job id"), timeout)
+            .await;
+        assert_eq!(job["state"], "succeeded", "{job}");
+        saved["bookmark"]["id"]
+            .as_str()
+            .expect("bookmark id")
+            .to_owned()
+    }
+
     /// Saves every link, `at_once` requests at a time, expecting each to be new (202); returns
     /// the job ids in order.
     pub async fn save_new_links(

@@ -6,6 +6,8 @@
 //! the article; `/redirect?to=URL` a 302; `/image` a PNG; `/doc?title=&body=` a page with that
 //! content; `/odd` a page with NUL characters and a 100,000-character description, `/odd.txt`
 //! plain text with a NUL character;
+//! `/long?title=&fact=` a long article (about 1,500 words on railway history) with the `fact`
+//! paragraph three quarters of the way in;
 //! `/robots.txt` whatever [`PageServer::set_robots`] set (404 until then).
 //!
 //! Each server counts requests per path and how many it was answering at once (the most ever).
@@ -117,6 +119,7 @@ impl PageServer {
                 .route("/redirect", web::get().to(redirect))
                 .route("/image", web::get().to(image))
                 .route("/doc", web::get().to(doc))
+                .route("/long", web::get().to(long))
         })
         .workers(1)
         // Many slow requests at once must all be in flight together: the politeness tests
@@ -157,6 +160,15 @@ impl PageServer {
             .append_pair("body", body)
             .finish();
         self.url(&format!("/doc?{q}"))
+    }
+
+    /// A long generated article (`/long`) with `fact` in its second half.
+    pub fn long_url(&self, title: &str, fact: &str) -> String {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("title", title)
+            .append_pair("fact", fact)
+            .finish();
+        self.url(&format!("/long?{q}"))
     }
 
     /// How many times a path was requested.
@@ -246,6 +258,52 @@ async fn doc(hits: Hits, req: actix_web::HttpRequest, q: web::Query<DocQuery>) -
         "<!doctype html><html><head><title>{}</title></head><body><article><h1>{}</h1><p>{}</p>\
          <p>{}</p></article></body></html>",
         q.title, q.title, q.body, q.body
+    ))
+}
+
+#[derive(Deserialize)]
+struct LongQuery {
+    title: String,
+    fact: String,
+}
+
+/// Sentences of the long article's filler, combined differently in each paragraph.
+const RAILWAY_SENTENCES: [&str; 12] = [
+    "The first public railways carried coal from the pits to the canals and harbours.",
+    "Engineers argued for years about the gauge, the distance between the two rails.",
+    "Steam locomotives needed water towers every few miles along the line.",
+    "Timetables forced towns to agree on a common time instead of keeping local noon.",
+    "Viaducts and tunnels let the lines cross valleys and hills without steep gradients.",
+    "Signal boxes used levers and interlocking so that two trains never got a clear path at once.",
+    "Third class carriages made travel affordable for workers and their families.",
+    "Freight yards sorted wagons by destination using gravity humps and shunting engines.",
+    "Electrification replaced steam on busy suburban lines in the early twentieth century.",
+    "Diesel engines took over branch lines where overhead wires did not pay for themselves.",
+    "Nationalisation merged the private companies into a few large regional networks.",
+    "High speed lines later brought the journey between capitals down to a few hours.",
+];
+
+/// A long article: 24 paragraphs of railway history, the fact as the 19th.
+async fn long(hits: Hits, req: actix_web::HttpRequest, q: web::Query<LongQuery>) -> HttpResponse {
+    count(&hits, &req);
+    let mut body = String::new();
+    for i in 0..24usize {
+        if i == 18 {
+            body.push_str(&format!("<p>{}</p>", q.fact));
+        }
+        let sentences: Vec<&str> = (0..5)
+            .map(|k| RAILWAY_SENTENCES[(i * 7 + k * 5) % RAILWAY_SENTENCES.len()])
+            .collect();
+        body.push_str(&format!(
+            "<p>Part {} of the story. {}</p>",
+            i + 1,
+            sentences.join(" ")
+        ));
+    }
+    html(format!(
+        "<!doctype html><html><head><title>{}</title></head><body><article><h1>{}</h1>{body}\
+         </article></body></html>",
+        q.title, q.title
     ))
 }
 

@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use fuze_shared::{config::EmbedderConfig, embedding::EmbeddingSpace};
 use sqlx::{PgPool, Postgres, pool::PoolConnection};
 use uuid::Uuid;
 
@@ -105,6 +106,8 @@ pub struct User {
 }
 
 pub struct Corpus {
+    /// The space the rows were written in (the configured model's, as the api's).
+    pub space: EmbeddingSpace,
     pub centroids: Vec<Vec<f32>>,
     pub users: Vec<User>,
     pub seed_time: Duration,
@@ -140,6 +143,18 @@ impl Corpus {
             })
             .collect()
     }
+}
+
+/// The embedding space of the configured model (`FUZE_MODEL_DIR`) with the default passage
+/// scheme: the one an api started with the same settings searches.
+pub async fn seeded_space(pool: &PgPool) -> EmbeddingSpace {
+    let cfg = EmbedderConfig {
+        model_dir: fuze_tests::env::model_dir(),
+        ..EmbedderConfig::default()
+    };
+    EmbeddingSpace::current(pool, &cfg)
+        .await
+        .expect("embedding space")
 }
 
 /// A connection without the pool's statement timeout and with room to build the index in memory.
@@ -192,6 +207,7 @@ pub async fn seed_around(
         })
         .collect();
 
+    let space = seeded_space(pool).await;
     let mut conn = admin_conn(pool).await;
     let started = Instant::now();
     sqlx::raw_sql("DROP INDEX IF EXISTS saved_content_embedding_hnsw")
@@ -221,7 +237,8 @@ pub async fn seed_around(
 
     let mut copy = conn
         .copy_in_raw(
-            "COPY saved_content (id, user_id, url, url_hash, status, embedding, title, text) \
+            "COPY saved_content \
+             (id, user_id, url, url_hash, status, embedding, embedding_model, title, text) \
              FROM STDIN (FORMAT binary)",
         )
         .await
@@ -236,7 +253,7 @@ pub async fn seed_around(
         let v = near(&mut rng, &centroids[topic], SIGMA);
         let id = rng.uuid();
         let url = format!("https://example.test/{id}");
-        buf.extend_from_slice(&8i16.to_be_bytes());
+        buf.extend_from_slice(&9i16.to_be_bytes());
         for field in [id.as_bytes().as_slice(), user.id.as_bytes().as_slice()] {
             buf.extend_from_slice(&(field.len() as i32).to_be_bytes());
             buf.extend_from_slice(field);
@@ -254,6 +271,8 @@ pub async fn seed_around(
         for x in &v {
             buf.extend_from_slice(&x.to_be_bytes());
         }
+        buf.extend_from_slice(&(space.name.len() as i32).to_be_bytes());
+        buf.extend_from_slice(space.name.as_bytes());
         match topic_texts {
             Some(texts) => {
                 let title: Vec<&str> = texts[topic].split_whitespace().take(6).collect();
@@ -284,6 +303,18 @@ pub async fn seed_around(
     buf.extend_from_slice(&(-1i16).to_be_bytes());
     copy.send(buf).await.expect("copy send");
     copy.finish().await.expect("copy finish");
+    // Each row is one passage long: its passage is its vector.
+    sqlx::query(
+        "INSERT INTO bookmark_passages \
+           (bookmark_id, ordinal, user_id, space_id, start_char, end_char, embedding) \
+         SELECT id, 0, user_id, $1, 0, 0, embedding FROM saved_content \
+         WHERE user_id = ANY($2) AND embedding IS NOT NULL",
+    )
+    .bind(space.id)
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await
+    .expect("seed passages");
     let seed_time = started.elapsed();
 
     let started = Instant::now();
@@ -297,7 +328,7 @@ pub async fn seed_around(
     .expect("build hnsw index");
     let index_time = started.elapsed();
     // One statement per call: a multi-statement string runs as one implicit transaction.
-    for table in ["saved_content", "users"] {
+    for table in ["saved_content", "bookmark_passages", "users"] {
         sqlx::raw_sql(&format!("VACUUM ANALYZE {table}"))
             .execute(&mut *conn)
             .await
@@ -305,6 +336,7 @@ pub async fn seed_around(
     }
 
     Corpus {
+        space,
         centroids,
         users,
         seed_time,

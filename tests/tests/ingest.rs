@@ -24,7 +24,7 @@ async fn a_saved_link_is_scraped_embedded_and_stored() {
         .expect("json");
     assert_eq!(
         ready["workers"],
-        serde_json::json!({"scrape": 1, "embed": 1, "analyze": 1, "warm": 1}),
+        serde_json::json!({"scrape": 1, "embed": 1, "analyze": 1, "warm": 1, "reindex": 1}),
         "{ready}"
     );
 

@@ -8,7 +8,9 @@ mod vector_seed;
 
 use std::num::NonZeroU32;
 
-use fuze_shared::{analysis, auth, bookmarks, jobs::records, projects, recommend, search, views};
+use fuze_shared::{
+    analysis, auth, bookmarks, embedding, jobs::records, projects, recommend, search, views,
+};
 use fuze_tests::TestEnv;
 use sqlx::{PgPool, postgres::PgPoolOptions};
 use uuid::Uuid;
@@ -29,7 +31,8 @@ async fn scans(pool: &PgPool) -> Vec<(String, i64, i64)> {
         .expect("snapshot");
     sqlx::query_as(
         "SELECT relname::text, COALESCE(seq_scan, 0), COALESCE(idx_scan, 0) FROM pg_stat_user_tables \
-         WHERE relname IN ('users', 'saved_content', 'content_analysis', 'projects', 'tasks', 'jobs') \
+         WHERE relname IN ('users', 'saved_content', 'bookmark_passages', 'content_analysis', 'projects', \
+           'tasks', 'jobs') \
          ORDER BY relname",
     )
     .fetch_all(pool)
@@ -121,7 +124,7 @@ async fn hot_queries_use_indexes_on_a_seeded_table() {
         .await
         .expect("newest analyses");
         assert_indexed(&pool, &format!("{label}: search"), || {
-            search::nearest_bookmarks(&pool, user, &query, 10, TWO)
+            search::nearest_bookmarks(&pool, &corpus.space, user, &query, 10, TWO)
         })
         .await
         .expect("search");
@@ -136,7 +139,7 @@ async fn hot_queries_use_indexes_on_a_seeded_table() {
         assert_indexed(
             &pool,
             &format!("{label}: recommendation candidates"),
-            || recommend::candidates(&pool, user, &query, 50, TWO),
+            || recommend::candidates(&pool, &corpus.space, user, &query, 50, TWO),
         )
         .await
         .expect("candidates");
@@ -190,6 +193,13 @@ async fn hot_queries_use_indexes_on_a_seeded_table() {
     })
     .await
     .expect("seen");
+    // The stale gauge's count reads the partial index of embedded rows.
+    let stale = assert_indexed(&pool, "stale vectors", || {
+        embedding::stale_count(&pool, &corpus.space)
+    })
+    .await
+    .expect("stale count");
+    assert_eq!(stale, 0, "seeded rows are of the current space");
     // The cached page view is the same single query.
     assert_indexed(&pool, "page view", || {
         views::bookmark_page(&pool, large, 20, None)

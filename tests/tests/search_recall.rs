@@ -40,24 +40,24 @@ async fn nearest_bookmarks_recall_at_10() {
         let mut total = 0.0;
         for (q, _) in corpus.queries(user, QUERIES, 100 + i as u64) {
             let exact = vector_seed::exact(&env.pool, user.id, &q, i64::from(K)).await;
-            let got = nearest_bookmarks(&env.pool, user.id, &q, K, TWO)
+            let got = nearest_bookmarks(&env.pool, &corpus.space, user.id, &q, K, TWO)
                 .await
                 .expect("nearest_bookmarks");
             assert_eq!(got.len(), K as usize, "{class}: a full page of results");
             assert!(
-                got.windows(2).all(|w| w[0].1 <= w[1].1),
+                got.windows(2).all(|w| w[0].distance <= w[1].distance),
                 "{class}: nearest first"
             );
             assert!(
-                got.iter().all(|(_, d)| (0.0..=2.0).contains(d)),
+                got.iter().all(|n| (0.0..=2.0).contains(&n.distance)),
                 "{class}: cosine distances"
             );
-            let ids: Vec<_> = got.iter().map(|(id, _)| *id).collect();
+            let ids: Vec<_> = got.iter().map(|n| n.id).collect();
             total += recall(&ids, &exact);
             // However the rows are split, the merged parts give the same answer.
             for parts in [1, 3] {
                 let parts = NonZeroU32::new(parts).expect("positive");
-                let other = nearest_bookmarks(&env.pool, user.id, &q, K, parts)
+                let other = nearest_bookmarks(&env.pool, &corpus.space, user.id, &q, K, parts)
                     .await
                     .expect("nearest_bookmarks");
                 assert_eq!(other, got, "{class}: {parts} parts against 2");
@@ -74,9 +74,16 @@ async fn nearest_bookmarks_recall_at_10() {
 
     // A user with no bookmarks gets an empty list, not an error.
     let (empty_user, _) = env.user().await;
-    let none = nearest_bookmarks(&env.pool, empty_user, &corpus.centroids[0], K, TWO)
-        .await
-        .expect("empty user");
+    let none = nearest_bookmarks(
+        &env.pool,
+        &corpus.space,
+        empty_user,
+        &corpus.centroids[0],
+        K,
+        TWO,
+    )
+    .await
+    .expect("empty user");
     assert!(none.is_empty());
 
     vector_seed::drop_database(&env.database_url, env.pool.clone()).await;

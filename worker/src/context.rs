@@ -5,6 +5,7 @@ use std::sync::Arc;
 use fuze_shared::{
     cache::LayeredCache,
     config::Config,
+    embedding::EmbeddingSpace,
     events::{self, Event},
     jobs::JobQueues,
     keys::Keys,
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     analyze::TagIndex,
-    embed::Embedder,
+    embed::{Embedder, Splitter},
     jobs::dispatch::Dispatchers,
     politeness::{Politeness, robots::Robots},
     scrape::Scraper,
@@ -36,6 +37,10 @@ pub struct JobContext {
     /// Wakes this process's dispatchers when a run ends.
     pub dispatchers: Dispatchers,
     pub embedder: Embedder,
+    /// Cuts pages into passages of the model's window.
+    pub splitter: Arc<Splitter>,
+    /// The embedding space this worker writes (model, weights, passage scheme).
+    pub space: EmbeddingSpace,
     /// For invalidation only (generation bumps); workers keep no L1.
     pub cache: LayeredCache,
     /// The tag vocabulary's embeddings, computed on first use.

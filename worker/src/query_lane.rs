@@ -54,9 +54,8 @@ async fn answer(ctx: &SharedContext, batch: Vec<LaneRequest>) {
     };
     let mut conn = ctx.redis.clone();
     let ttl = ctx.config.ttl.embedding.as_secs().max(1);
-    let model = ctx.embedder.model_id().to_owned();
     for (request, vector) in batch.into_iter().zip(vectors) {
-        let cache_key = ctx.keys.embedding(&model, &request.text);
+        let cache_key = ctx.keys.embedding(&ctx.space.name, &request.text);
         let reply = LaneReply {
             id: request.id,
             embedding: vector,

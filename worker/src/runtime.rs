@@ -8,6 +8,7 @@ use fuze_shared::{
     cache::{L1Config, LayeredCache},
     config::Config,
     db,
+    embedding::EmbeddingSpace,
     jobs::{JobQueues, QueueName, wake::WakeHub},
     keys::Keys,
     metrics::Metrics,
@@ -40,10 +41,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         model = model.model_id(),
         "model loaded"
     );
+    let splitter = Arc::new(model.splitter()?);
     let embedder =
         Embedder::start_with_observer(model, Arc::new(PromEmbedObserver::new(metrics.clone())));
 
     let db = db::connect(&config).await?;
+    let space = EmbeddingSpace::current(&db, &config.embed).await?;
+    tracing::info!(space = space.name, "embedding space");
     metrics.db.watch_pool(db.clone())?;
     let redis = redis_conn::connection_manager(&config.redis_url).await?;
     let keys = Keys::new(config.redis_prefix.clone());
@@ -92,10 +96,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         dispatchers: Dispatchers::default(),
         scraper,
         embedder,
+        splitter,
+        space,
         cache: worker_cache(&config)?,
         tags: tokio::sync::OnceCell::new(),
     });
     tokio::spawn(query_lane::serve(ctx.clone()));
+    tokio::spawn(jobs::reindex::watch(ctx.clone()));
     tokio::spawn(heartbeat(metrics.export_worker_heartbeat()?));
     tracing::info!(metrics_port, "worker ready");
 

@@ -359,3 +359,66 @@ async fn embedder_handle_matches_model_under_concurrency() -> Result<()> {
     assert_eq!(counter.requests.load(Ordering::Relaxed), TASKS);
     Ok(())
 }
+
+/// The real tokenizer cuts a long text into windows the model sees whole: the first passage is
+/// what one vector per page covered, consecutive passages overlap, the last reaches the end, and
+/// a short text is one passage with the same vector as the whole text.
+#[test]
+fn passages_are_whole_windows_of_the_real_tokenizer() -> Result<()> {
+    let model = load_model()?;
+    let splitter = model.splitter()?;
+    let sentence = "Engineers argued for years about the distance between the two rails, \
+                    and interlocking signal boxes kept two trains from a clear path at once. ";
+    let text = sentence.repeat(60);
+    let passages = splitter.split(&text)?;
+    ensure!(passages.len() >= 4, "{} passages", passages.len());
+    ensure!(
+        passages[0].chars.start == 0,
+        "first passage starts the text"
+    );
+    let total = text.chars().count();
+    let last = passages.last().context("passages")?;
+    ensure!(
+        text.trim_end().chars().count() == last.chars.end,
+        "the last passage ends the text ({} of {total})",
+        last.chars.end
+    );
+    for pair in passages.windows(2) {
+        ensure!(
+            pair[1].chars.start > pair[0].chars.start && pair[1].chars.start < pair[0].chars.end,
+            "consecutive passages overlap: {:?} then {:?}",
+            pair[0].chars,
+            pair[1].chars
+        );
+    }
+    for p in &passages {
+        let (tokens, truncated) = model.count_tokens(&p.text)?;
+        ensure!(
+            !truncated && tokens <= model.config().max_tokens,
+            "a passage fits the window: {tokens} tokens"
+        );
+        let slice: String = text
+            .chars()
+            .skip(p.chars.start)
+            .take(p.chars.len())
+            .collect();
+        ensure!(slice == p.text, "char range and text agree");
+    }
+    // The first passage's vector is the one-vector-per-page embedding of the text, up to
+    // rounding (the page embedding truncates the same text at the same window).
+    let first = model.embed(&[passages[0].text.as_str()])?;
+    let whole = model.embed(&[text.as_str()])?;
+    let similarity = cosine(&first[0], &whole[0]);
+    ensure!(
+        similarity > 0.999,
+        "first passage ~ whole text: {similarity}"
+    );
+
+    let short = splitter.split("A short note about bees.")?;
+    ensure!(short.len() == 1 && short[0].text == "A short note about bees.");
+    ensure!(
+        splitter.split("   ")?.is_empty(),
+        "no word pieces, no passage"
+    );
+    Ok(())
+}

@@ -7,7 +7,7 @@ use crate::state::AppState;
 
 /// `None` when no worker answered in time; callers fall back to keyword search.
 pub async fn query_embedding(state: &AppState, q: &str) -> Option<Vec<f32>> {
-    let key = state.keys.embedding(&state.config.embed.model_id(), q);
+    let key = state.keys.embedding(&state.space.name, q);
     let mut conn = state.redis.clone();
     if let Some(v) = query_lane::cached_embedding(&mut conn, &key, DIMENSIONS).await {
         return Some(v);

@@ -3,7 +3,8 @@
 use actix_web::{HttpResponse, web};
 use fuze_shared::{
     auth::{self, CreateUserError},
-    jobs::warm,
+    embedding,
+    jobs::{reindex, warm},
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -14,7 +15,8 @@ use crate::{auth::Admin, error::ApiError, state::AppState};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/users", web::post().to(create_user))
         .route("/admin/cache/stats", web::get().to(cache_stats))
-        .route("/admin/cache/warm", web::post().to(warm_caches));
+        .route("/admin/cache/warm", web::post().to(warm_caches))
+        .route("/admin/reindex", web::get().to(reindex_status));
 }
 
 #[derive(Deserialize)]
@@ -65,4 +67,34 @@ async fn warm_caches(
             ApiError::Unavailable("the job queue is unavailable; retry shortly")
         })?;
     Ok(HttpResponse::Accepted().json(json!({ "enqueued": true, "user_id": user_id })))
+}
+
+/// The current embedding space, how many bookmarks are stale (vectors of another space, found
+/// by keyword search only until the reindex job embeds them again), how many bookmarks each
+/// space holds, and the progress of the reindex pass.
+async fn reindex_status(
+    state: web::Data<AppState>,
+    _admin: Admin,
+) -> Result<HttpResponse, ApiError> {
+    let space = &state.space;
+    let (stale, spaces) = tokio::try_join!(
+        embedding::stale_count(&state.db, space),
+        embedding::bookmarks_per_space(&state.db),
+    )?;
+    let pass = reindex::progress(&state.queues, &space.name)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %format!("{e:#}"), "could not read the reindex progress");
+            ApiError::Unavailable("the job queue is unavailable; retry shortly")
+        })?;
+    let spaces: Vec<_> = spaces
+        .into_iter()
+        .map(|(name, bookmarks)| json!({ "name": name, "bookmarks": bookmarks }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "space": space.name,
+        "stale": stale,
+        "spaces": spaces,
+        "pass": pass,
+    })))
 }

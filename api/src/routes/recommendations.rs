@@ -175,6 +175,7 @@ async fn compute(state: &AppState, user: Uuid, seed: &Seed, limit: u32) -> Resul
     };
     let candidates = recommend::candidates(
         &state.db,
+        &state.space,
         user,
         &vector,
         limit * CANDIDATES_PER_PICK,

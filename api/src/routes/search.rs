@@ -17,8 +17,8 @@ use fuze_shared::{
     cache::{Bytes, CacheType, hash_parts},
     domain::QueryText,
     search::{
-        self,
-        fuse::{self, Fused},
+        self, PassageRef,
+        fuse::{self, Fused, SemanticHit},
         keyword::{self, KeywordHit},
     },
 };
@@ -101,8 +101,10 @@ struct Explain {
     keyword_rank: Option<u32>,
     /// The keyword ranking's text rank.
     keyword_score: Option<f32>,
-    /// Cosine similarity of the page to the query, if it was a semantic candidate.
+    /// Cosine similarity of the page's best passage to the query, if it was a semantic candidate.
     semantic_similarity: Option<f32>,
+    /// That passage: its position in the page and where it is in the page's text.
+    best_passage: Option<PassageRef>,
     /// How closely the title matches the query (1 = same words), if it nearly does; such pages
     /// rank first.
     title_match: Option<f32>,
@@ -181,21 +183,37 @@ async fn run(state: &AppState, s: &Search<'_>) -> Result<Bytes, Uncached> {
     }
 }
 
-/// The semantic candidates as (id, cosine similarity); `None` when no worker embedded the query.
+/// The semantic candidates, best first; `None` when no worker embedded the query.
 async fn nearest_to_query(
     state: &AppState,
     user: Uuid,
     q: &str,
     depth: u32,
-) -> sqlx::Result<Option<Vec<(Uuid, f32)>>> {
+) -> sqlx::Result<Option<Vec<SemanticHit>>> {
     let Some(vector) = read::query_embedding(state, q).await else {
         return Ok(None);
     };
+    Ok(Some(nearest(state, user, &vector, depth).await?))
+}
+
+/// The `limit` bookmarks whose best passage is nearest to `vector`, in the current space.
+async fn nearest(
+    state: &AppState,
+    user: Uuid,
+    vector: &[f32],
+    limit: u32,
+) -> sqlx::Result<Vec<SemanticHit>> {
     let parts = state.config.api.search_scan_parts;
-    let nearest = search::nearest_bookmarks(&state.db, user, &vector, depth, parts).await?;
-    Ok(Some(
-        nearest.into_iter().map(|(id, d)| (id, 1.0 - d)).collect(),
-    ))
+    let found =
+        search::nearest_bookmarks(&state.db, &state.space, user, vector, limit, parts).await?;
+    Ok(found
+        .into_iter()
+        .map(|n| SemanticHit {
+            id: n.id,
+            similarity: 1.0 - n.distance,
+            passage: n.passage,
+        })
+        .collect())
 }
 
 async fn semantic_results<'a>(
@@ -203,19 +221,22 @@ async fn semantic_results<'a>(
     s: &Search<'a>,
     vector: &[f32],
 ) -> Result<Results<'a>, Uncached> {
-    let parts = state.config.api.search_scan_parts;
-    let nearest = search::nearest_bookmarks(&state.db, s.user, vector, s.limit, parts).await?;
-    let ranked = nearest.into_iter().map(|(id, d)| (id, 1.0 - d)).collect();
+    let ranked = nearest(state, s.user, vector, s.limit)
+        .await?
+        .into_iter()
+        .map(|hit| (hit.id, hit))
+        .collect();
     let items = read::hydrate(&state.db, s.user, ranked)
         .await?
         .into_iter()
-        .map(|(bookmark, similarity)| Hit {
+        .map(|(bookmark, hit)| Hit {
             bookmark,
-            score: similarity,
+            score: hit.similarity,
             explain: s.explain.then_some(Explain {
                 keyword_rank: None,
                 keyword_score: None,
-                semantic_similarity: Some(similarity),
+                semantic_similarity: Some(hit.similarity),
+                best_passage: Some(hit.passage),
                 title_match: None,
                 fused_score: None,
             }),
@@ -283,6 +304,7 @@ async fn fused_hits(
                 keyword_rank: f.keyword_rank,
                 keyword_score: f.keyword_score,
                 semantic_similarity: f.similarity,
+                best_passage: f.passage,
                 title_match: f.title_match,
                 fused_score: hybrid.then_some(f.score),
             }),

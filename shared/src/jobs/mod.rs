@@ -7,6 +7,7 @@ pub mod fair;
 pub mod payload;
 pub mod queue;
 pub mod records;
+pub mod reindex;
 pub mod retry;
 pub mod wake;
 pub mod warm;

@@ -25,14 +25,16 @@ pub enum QueueName {
     Embed,
     Analyze,
     Warm,
+    Reindex,
 }
 
 impl QueueName {
-    pub const ALL: [QueueName; 4] = [
+    pub const ALL: [QueueName; 5] = [
         QueueName::Scrape,
         QueueName::Embed,
         QueueName::Analyze,
         QueueName::Warm,
+        QueueName::Reindex,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +43,7 @@ impl QueueName {
             Self::Embed => "embed",
             Self::Analyze => "analyze",
             Self::Warm => "warm",
+            Self::Reindex => "reindex",
         }
     }
 
@@ -58,7 +61,7 @@ impl QueueName {
     pub fn is_stage(self) -> bool {
         match self {
             Self::Scrape | Self::Embed | Self::Analyze => true,
-            Self::Warm => false,
+            Self::Warm | Self::Reindex => false,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use super::keyword::KeywordHit;
+use super::{PassageRef, keyword::KeywordHit};
 
 /// The usual constant of reciprocal rank fusion: damps the difference between the first few ranks.
 pub const RRF_K: f32 = 60.0;
@@ -28,13 +28,23 @@ pub struct Fused {
     pub keyword_score: Option<f32>,
     /// Cosine similarity to the query, if the page was among the semantic candidates.
     pub similarity: Option<f32>,
+    /// The passage that gave `similarity`.
+    pub passage: Option<PassageRef>,
     /// How closely the title matches the query (1 = the same words), if it nearly does.
     pub title_match: Option<f32>,
 }
 
-/// Fuses `keyword` (best first) and `semantic` (id and cosine similarity, best first): pages
-/// whose title nearly is `query` first (closest first), then the rest by fused score; ties by id.
-pub fn fuse(query: &str, keyword: &[KeywordHit], semantic: &[(Uuid, f32)]) -> Vec<Fused> {
+/// One semantic candidate: a bookmark, its best passage's cosine similarity and which passage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SemanticHit {
+    pub id: Uuid,
+    pub similarity: f32,
+    pub passage: PassageRef,
+}
+
+/// Fuses `keyword` (best first) and `semantic` (best first): pages whose title nearly is `query`
+/// first (closest first), then the rest by fused score; ties by id.
+pub fn fuse(query: &str, keyword: &[KeywordHit], semantic: &[SemanticHit]) -> Vec<Fused> {
     let mut by_id: HashMap<Uuid, Fused> = HashMap::new();
     for (position, hit) in (1u32..).zip(keyword) {
         let fused = entry(&mut by_id, hit.id);
@@ -43,10 +53,11 @@ pub fn fuse(query: &str, keyword: &[KeywordHit], semantic: &[(Uuid, f32)]) -> Ve
         fused.keyword_score = Some(hit.rank);
         fused.title_match = hit.title.as_deref().and_then(|t| title_match(query, t));
     }
-    for (position, &(id, similarity)) in (1u32..).zip(semantic) {
-        let fused = entry(&mut by_id, id);
+    for (position, hit) in (1u32..).zip(semantic) {
+        let fused = entry(&mut by_id, hit.id);
         fused.score += reciprocal(position);
-        fused.similarity = Some(similarity);
+        fused.similarity = Some(hit.similarity);
+        fused.passage = Some(hit.passage);
     }
     let mut all: Vec<Fused> = by_id.into_values().collect();
     all.sort_by(|a, b| {
@@ -66,6 +77,7 @@ fn entry(by_id: &mut HashMap<Uuid, Fused>, id: Uuid) -> &mut Fused {
         keyword_rank: None,
         keyword_score: None,
         similarity: None,
+        passage: None,
         title_match: None,
     })
 }
@@ -115,14 +127,27 @@ mod tests {
         }
     }
 
+    fn near(n: u128, similarity: f32, index: i16) -> SemanticHit {
+        SemanticHit {
+            id: id(n),
+            similarity,
+            passage: PassageRef {
+                index,
+                start_char: 0,
+                end_char: 10,
+            },
+        }
+    }
+
     #[test]
     fn a_page_in_both_lists_beats_pages_in_one() {
         let keyword = [hit(1, "alpha"), hit(2, "beta")];
-        let semantic = [(id(3), 0.9), (id(2), 0.8)];
+        let semantic = [near(3, 0.9, 0), near(2, 0.8, 3)];
         let fused = fuse("query", &keyword, &semantic);
         assert_eq!(fused[0].id, id(2));
         assert_eq!(fused[0].keyword_rank, Some(2));
         assert_eq!(fused[0].similarity, Some(0.8));
+        assert_eq!(fused[0].passage.map(|p| p.index), Some(3));
         assert!((fused[0].score - (1.0 / 62.0 + 1.0 / 62.0)).abs() < 1e-6);
         assert_eq!(fused.len(), 3);
     }
@@ -130,7 +155,7 @@ mod tests {
     #[test]
     fn the_exact_title_comes_first_whatever_its_fused_score() {
         let keyword = [hit(1, "Other page"), hit(2, "The Rust Book!")];
-        let semantic = [(id(1), 0.9), (id(3), 0.8)];
+        let semantic = [near(1, 0.9, 0), near(3, 0.8, 0)];
         let fused = fuse("the rust book", &keyword, &semantic);
         assert_eq!(fused[0].id, id(2));
         assert_eq!(fused[0].title_match, Some(1.0));

@@ -1,18 +1,24 @@
-//! Per-user semantic search over bookmark embeddings (cosine distance).
+//! Per-user semantic search over bookmark passages (cosine distance), in one embedding space.
 //!
-//! Two steps in one statement, both restricted to the user's rows (never the global HNSW index,
-//! which post-filters and silently loses rows, see docs/SEARCH.md):
+//! A page is embedded as passages (`bookmark_passages`); a bookmark's distance to a query is its
+//! best passage's: a page that answers the query in one paragraph is as near as a page about
+//! nothing else (docs/SEARCH.md says why the best passage and not a mean). Only passages of the
+//! current embedding space are compared ([`crate::embedding`]).
 //!
-//! 1. **Scan:** every row of the user is scored in half precision, from the covering index
-//!    `(user_id, id) INCLUDE (embedding_half)`, where `embedding_half` is a stored `halfvec` copy of
-//!    the embedding: half the bytes of the f32 one, and no table reads. The best
-//!    [`rerank_count`] rows are kept.
-//! 2. **Re-rank:** those rows are scored exactly (`embedding <=> query`, f32) and sorted.
+//! Two steps in one statement, both restricted to the user's rows (never a global vector
+//! index, which post-filters and silently loses rows, see docs/SEARCH.md):
 //!
-//! The user's rows are split by id into [`id_ranges`], each searched by its own statement on its
-//! own connection at the same time, and the parts' results merged: one scan per core instead of
-//! one scan for the whole user (Postgres' own parallel index scan was slower here, docs/SEARCH.md).
-//! Each part returns its own exact top results, so the merge is exact too.
+//! 1. **Scan:** every passage of the user in the space is scored in half precision, from the
+//!    covering index `(user_id, space_id, bookmark_id) INCLUDE (ordinal, embedding_half)`, with
+//!    no table reads; the best passage per bookmark streams out of the index order, and the
+//!    [`rerank_count`] best bookmarks are kept.
+//! 2. **Re-rank:** those bookmarks' passages are scored exactly (`embedding <=> query`, f32) and
+//!    each bookmark keeps its best.
+//!
+//! The user's bookmarks are split by id into [`id_ranges`], each searched by its own statement
+//! on its own connection at the same time, and the parts' results merged: one scan per core
+//! instead of one scan for the whole user (Postgres' own parallel index scan was slower here,
+//! docs/SEARCH.md). Each part returns its own exact top results, so the merge is exact too.
 //!
 //! Half precision moves a distance by about 1e-4, much less than the gaps between the nearest
 //! rows and the [`rerank_count`]-th, so the exact top results are among the candidates. Recall and
@@ -26,6 +32,8 @@ use pgvector::Vector;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::embedding::EmbeddingSpace;
+
 /// Fewest candidates the exact re-rank sees, whatever the limit.
 pub const RERANK_MIN: u32 = 64;
 /// Candidates per requested result.
@@ -36,32 +44,60 @@ pub fn rerank_count(limit: u32) -> u32 {
     limit.saturating_mul(RERANK_PER_RESULT).max(RERANK_MIN)
 }
 
-/// The two steps as CTEs ending in `scored (id, distance)`. Parameters: `$1` user, `$2` query
-/// vector, `$4` candidate count, `$5`..=`$6` the id range (`$3`, the result limit, is the
-/// caller's).
+/// The two steps as CTEs ending in `scored (id, ordinal, start_char, end_char, distance)`: each
+/// candidate bookmark with its best passage. Parameters: `$1` user, `$2` query vector, `$4`
+/// candidate count, `$5`..=`$6` the bookmark id range, `$7` the embedding space (`$3`, the result
+/// limit, is the caller's).
 ///
 /// The query is converted to `halfvec` once (an InitPlan): written inline, a generic plan would
-/// convert it again for every row. All CTEs are MATERIALIZED and none orders by `embedding`, so no
-/// plan can route the query through the global HNSW index.
+/// convert it again for every row. All CTEs are MATERIALIZED and none orders by a vector column
+/// alone, so no plan can route the query through a global vector index.
 pub(crate) const NEAREST_CTES: &str = "query AS MATERIALIZED ( \
        SELECT $2::halfvec(384) AS half), \
      candidates AS MATERIALIZED ( \
-       SELECT id FROM saved_content \
-       WHERE user_id = $1 AND id BETWEEN $5 AND $6 AND embedding_half IS NOT NULL \
-       ORDER BY embedding_half <=> (SELECT half FROM query) LIMIT $4), \
+       SELECT bookmark_id FROM bookmark_passages \
+       WHERE user_id = $1 AND space_id = $7 AND bookmark_id BETWEEN $5 AND $6 \
+       GROUP BY bookmark_id \
+       ORDER BY min(embedding_half <=> (SELECT half FROM query)) LIMIT $4), \
      scored AS MATERIALIZED ( \
-       SELECT id, embedding <=> $2 AS distance FROM saved_content \
-       WHERE user_id = $1 AND id IN (SELECT id FROM candidates))";
+       SELECT DISTINCT ON (bookmark_id) bookmark_id AS id, ordinal, start_char, end_char, \
+         embedding <=> $2 AS distance \
+       FROM bookmark_passages \
+       WHERE user_id = $1 AND space_id = $7 \
+         AND bookmark_id IN (SELECT bookmark_id FROM candidates) \
+       ORDER BY bookmark_id, embedding <=> $2, ordinal)";
 
 /// The search query (built once).
 pub fn nearest_sql() -> &'static str {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
-            "WITH {NEAREST_CTES} SELECT id, distance::float4 FROM scored \
+            "WITH {NEAREST_CTES} SELECT id, distance::float4, ordinal, start_char, end_char \
+             FROM scored \
              ORDER BY distance, id LIMIT $3"
         )
     });
     &SQL
+}
+
+/// One bookmark near the query.
+#[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
+pub struct Nearest {
+    pub id: Uuid,
+    /// Cosine distance of its best passage (0 = same direction, 2 = opposite).
+    pub distance: f32,
+    #[sqlx(flatten)]
+    pub passage: PassageRef,
+}
+
+/// Which passage of a page: its position and where it is in the embedded text (title,
+/// description and body joined by newlines), in chars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct PassageRef {
+    /// 0 = the page's start.
+    #[sqlx(rename = "ordinal")]
+    pub index: i16,
+    pub start_char: i32,
+    pub end_char: i32,
 }
 
 /// Binds the parameters of [`NEAREST_CTES`] after `$1` (user) and `$2` (query).
@@ -70,12 +106,14 @@ pub(crate) fn bind_nearest<'q, O>(
     limit: u32,
     candidates: u32,
     (first, last): (Uuid, Uuid),
+    space: &EmbeddingSpace,
 ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
     query
         .bind(i64::from(limit.max(1)))
         .bind(i64::from(candidates.max(limit)))
         .bind(first)
         .bind(last)
+        .bind(space.id)
 }
 
 /// `parts` ranges of ids, first to last inclusive, that together cover every UUID. Bookmark ids
@@ -117,39 +155,42 @@ where
     Ok(all)
 }
 
-/// The `limit` bookmarks of `user_id` nearest to `query` (an embedding of the stored dimension,
-/// 384), nearest first, with their cosine distance (0 = same direction, 2 = opposite), searched in
-/// `parts` concurrent scans. Bookmarks without an embedding yet are skipped.
+/// The `limit` bookmarks of `user_id` nearest to `query` (an embedding of
+/// [`DIMENSIONS`](crate::embedding::DIMENSIONS) in `space`), nearest first, by their best
+/// passage, searched in `parts` concurrent scans. Bookmarks without vectors in `space` (not
+/// embedded yet, or stale) are skipped.
 pub async fn nearest_bookmarks(
     db: &PgPool,
+    space: &EmbeddingSpace,
     user_id: Uuid,
     query: &[f32],
     limit: u32,
     parts: NonZeroU32,
-) -> sqlx::Result<Vec<(Uuid, f32)>> {
-    nearest_bookmarks_among(db, user_id, query, limit, rerank_count(limit), parts).await
+) -> sqlx::Result<Vec<Nearest>> {
+    nearest_bookmarks_among(db, space, user_id, query, limit, rerank_count(limit), parts).await
 }
 
 /// [`nearest_bookmarks`] re-ranking an explicit number of candidates (at least `limit`) per part.
 pub async fn nearest_bookmarks_among(
     db: &PgPool,
+    space: &EmbeddingSpace,
     user_id: Uuid,
     query: &[f32],
     limit: u32,
     candidates: u32,
     parts: NonZeroU32,
-) -> sqlx::Result<Vec<(Uuid, f32)>> {
+) -> sqlx::Result<Vec<Nearest>> {
     let query = Vector::from(query.to_vec());
     in_parts(
         parts,
         limit,
         |range| {
-            let q = sqlx::query_as::<_, (Uuid, f32)>(nearest_sql())
+            let q = sqlx::query_as::<_, Nearest>(nearest_sql())
                 .bind(user_id)
                 .bind(query.clone());
-            bind_nearest(q, limit, candidates, range).fetch_all(db)
+            bind_nearest(q, limit, candidates, range, space).fetch_all(db)
         },
-        |&(id, distance)| (distance, id),
+        |n: &Nearest| (n.distance, n.id),
     )
     .await
 }

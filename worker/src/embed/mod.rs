@@ -5,11 +5,13 @@
 //! - [`Embedder`]: async, cloneable handle that runs the model on one dedicated OS thread and
 //!   coalesces concurrent requests into shared forward passes.
 //! - [`EmbedObserver`]: metrics hook called once per forward pass.
+//! - [`Splitter`]: a page's text cut into passages of the model's window.
 
 mod engine;
 mod handle;
 mod model;
 mod observer;
+mod passages;
 mod plan;
 mod pooling;
 
@@ -17,6 +19,7 @@ pub use fuze_shared::config::{EmbedEngine, EmbedWeights, EmbedderConfig};
 pub use handle::Embedder;
 pub use model::{EmbeddingModel, resolve_engine, resolve_weights};
 pub use observer::{EmbedObserver, NoopObserver};
+pub use passages::{PassageText, Splitter};
 
 /// The engine's kernels, public for `benches/kernels.rs` only.
 #[doc(hidden)]

@@ -23,6 +23,7 @@ pub fn resolve_engine(engine: EmbedEngine) -> EmbedEngine {
     }
 }
 use super::observer::{EmbedObserver, NoopObserver};
+use super::passages::Splitter;
 use super::plan::{cut_batches, cut_packed_batches, order_by_length, restore_order};
 use super::pooling::mean_pool_normalize;
 use super::{EmbedEngine, EmbedderConfig};
@@ -133,6 +134,11 @@ impl EmbeddingModel {
     /// The settings this model was loaded with.
     pub fn config(&self) -> &EmbedderConfig {
         &self.cfg
+    }
+
+    /// A passage splitter with this model's tokenizer and window.
+    pub fn splitter(&self) -> Result<Splitter> {
+        Splitter::new(self.tokenizer.clone(), &self.cfg)
     }
 
     /// Embeds texts in one or more forward passes, returning L2-normalized vectors in input order.

@@ -17,8 +17,8 @@ use fuze_shared::{
 use serde::{Serialize, de::DeserializeOwned};
 
 use super::{
-    Failure, analyze::Analyze, deliveries::Delivery, dispatch, embed::Embed, runner, runner::Run,
-    scrape::Scrape, warm::Warm,
+    Failure, analyze::Analyze, deliveries::Delivery, dispatch, embed::Embed, reindex::Reindex,
+    runner, runner::Run, scrape::Scrape, warm::Warm,
 };
 use crate::context::{JobContext, SharedContext};
 
@@ -87,6 +87,7 @@ pub fn register_all(monitor: Monitor, r: &Arc<Registration>) -> Monitor {
     let monitor = register::<Scrape>(monitor, r);
     let monitor = register::<Embed>(monitor, r);
     let monitor = register::<Analyze>(monitor, r);
+    let monitor = register::<Reindex>(monitor, r);
     register::<Warm>(monitor, r)
 }
 

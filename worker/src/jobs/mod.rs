@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod embed;
 pub mod failure;
 pub mod job;
+pub mod reindex;
 pub mod runner;
 pub mod scrape;
 pub mod warm;
