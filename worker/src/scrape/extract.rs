@@ -68,7 +68,7 @@ pub fn extract(html: &str, page_url: &Url) -> ExtractedPage {
     let text = if readable_text.is_empty() {
         body_text(html)
     } else {
-        readable_text
+        super::tighten::tighter(html, readable_text)
     };
     let title = [Some(readable_title), meta.og_title, meta.title_tag, meta.h1]
         .into_iter()
