@@ -56,6 +56,8 @@ pub struct ApiConfig {
     pub search_limit_max: u32,
     /// Candidates each of the keyword and semantic lists brings to a hybrid search's fusion.
     pub search_fusion_depth: u32,
+    /// Share of the semantic list in the hybrid blend (the keyword list has the rest).
+    pub search_semantic_weight: f32,
     /// Concurrent scans (database connections) one search or recommendation splits a user's rows
     /// into; about the database server's cores.
     pub search_scan_parts: NonZeroU32,
@@ -444,6 +446,7 @@ impl Config {
                 max_query_chars: env.parse("FUZE_MAX_QUERY_CHARS", 500)?,
                 search_limit_max: env.parse("FUZE_SEARCH_LIMIT_MAX", 50)?,
                 search_fusion_depth: env.parse("FUZE_SEARCH_FUSION_DEPTH", 50)?,
+                search_semantic_weight: env.parse("FUZE_SEARCH_SEMANTIC_WEIGHT", 0.8)?,
                 search_scan_parts: env
                     .parse("FUZE_SEARCH_SCAN_PARTS", NonZeroU32::MIN.saturating_add(1))?,
                 query_embed_timeout: env.millis("FUZE_QUERY_EMBED_TIMEOUT_MS", 500)?,

@@ -1,8 +1,9 @@
 //! `GET /api/v1/search?q=&limit=&mode=&explain=`: the user's bookmarks for a query.
 //!
-//! - `mode=hybrid` (the default): the keyword and the semantic rankings fused by reciprocal rank,
-//!   pages whose title nearly is the query first (`fuze_shared::search::fuse`);
-//! - `mode=semantic`: nearest embeddings only;
+//! - `mode=hybrid` (the default): the keyword and the semantic rankings' normalized scores
+//!   blended (`FUZE_SEARCH_SEMANTIC_WEIGHT`), pages whose title nearly is the query first
+//!   (`fuze_shared::search::fuse`);
+//! - `mode=semantic`: bookmarks by their nearest passage only;
 //! - `mode=keyword`: the indexed keyword ranking only, titles first.
 //!
 //! The query is embedded by a worker (the api never loads the model) through the query lane, or
@@ -108,7 +109,7 @@ struct Explain {
     /// How closely the title matches the query (1 = same words), if it nearly does; such pages
     /// rank first.
     title_match: Option<f32>,
-    /// Reciprocal rank fusion score (hybrid).
+    /// Blended score of both lists, 0..1 (hybrid).
     fused_score: Option<f32>,
 }
 
@@ -173,7 +174,8 @@ async fn run(state: &AppState, s: &Search<'_>) -> Result<Bytes, Uncached> {
             let Some(nearest) = nearest? else {
                 return Err(keyword_fallback(state, s, Some(keyword)).await?);
             };
-            let fused = fuse::fuse(s.q, &keyword, &nearest);
+            let weight = state.config.api.search_semantic_weight;
+            let fused = fuse::fuse(s.q, &keyword, &nearest, weight);
             to_json(&Results {
                 mode: "hybrid",
                 query: s.q,
@@ -261,7 +263,7 @@ async fn keyword_results<'a>(
         None => keyword::keyword_ranked(&state.db, s.user, s.q, s.limit).await?,
     };
     keyword.truncate(s.limit as usize);
-    let ordered = fuse::fuse(s.q, &keyword, &[]);
+    let ordered = fuse::fuse(s.q, &keyword, &[], 0.0);
     Ok(Results {
         mode: "keyword",
         query: s.q,

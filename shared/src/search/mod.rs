@@ -2,7 +2,7 @@
 //!
 //! - [`nearest`]: semantic: nearest passages in the current embedding space, exact per user
 //! - [`keyword`]: keyword: the indexed text representation, per user and language
-//! - [`fuse`]: hybrid: both lists fused by reciprocal rank, exact titles first
+//! - [`fuse`]: hybrid: both lists' normalized scores blended, exact titles first
 //! - [`language`]: the text search configuration of a page's language
 
 pub mod fuse;
