@@ -16,6 +16,9 @@ pub enum Event {
     AnalysesChanged { user_id: Uuid },
     /// This project of this user or one of its tasks changed (created, edited, deleted).
     ProjectChanged { user_id: Uuid, project_id: Uuid },
+    /// This user's bookmarks were embedded again (the reindex job): what semantic search and
+    /// recommendations find changes; lists and analyses do not.
+    VectorsChanged { user_id: Uuid },
 }
 
 /// What lists, searches and recommendations show: every bookmark change reaches them.
@@ -25,13 +28,17 @@ const BOOKMARK_READS: [CacheType; 3] = [
     CacheType::Recommendations,
 ];
 
+/// What semantic search and recommendations read: the vectors alone reach them.
+const VECTOR_READS: [CacheType; 2] = [CacheType::Query, CacheType::Recommendations];
+
 impl Event {
     /// The user whose cached reads the event makes stale.
     pub fn user_id(&self) -> Uuid {
         match self {
             Self::BookmarksChanged { user_id }
             | Self::AnalysesChanged { user_id }
-            | Self::ProjectChanged { user_id, .. } => *user_id,
+            | Self::ProjectChanged { user_id, .. }
+            | Self::VectorsChanged { user_id } => *user_id,
         }
     }
 
@@ -42,6 +49,7 @@ impl Event {
             Self::BookmarksChanged { .. } => &BOOKMARK_READS,
             Self::AnalysesChanged { .. } => &CacheType::PER_USER,
             Self::ProjectChanged { .. } => &[CacheType::Recommendations],
+            Self::VectorsChanged { .. } => &VECTOR_READS,
         }
     }
 
@@ -75,5 +83,35 @@ pub async fn publish(conn: &mut redis::aio::ConnectionManager, channel: &str, ev
     let sent: redis::RedisResult<i64> = conn.publish(channel, payload).await;
     if let Err(e) = sent {
         tracing::warn!(error = %e, "failed to publish invalidation event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_event_names_the_cached_reads_it_makes_stale() {
+        let user_id = Uuid::from_u128(1);
+        let reindexed = Event::VectorsChanged { user_id };
+        assert_eq!(
+            reindexed.stale_types(),
+            &[CacheType::Query, CacheType::Recommendations]
+        );
+        assert!(
+            Event::BookmarksChanged { user_id }
+                .stale_types()
+                .contains(&CacheType::UserBookmarks)
+        );
+        assert!(
+            !Event::BookmarksChanged { user_id }
+                .stale_types()
+                .contains(&CacheType::Analysis)
+        );
+        assert_eq!(
+            serde_json::to_value(&reindexed).expect("json"),
+            serde_json::json!({ "type": "vectors_changed", "user_id": user_id })
+        );
+        assert_eq!(reindexed.user_id(), user_id);
     }
 }

@@ -55,6 +55,11 @@ impl JobContext {
         self.announce(&Event::BookmarksChanged { user_id }).await;
     }
 
+    /// After the reindex job embedded some of the user's bookmarks again.
+    pub async fn vectors_changed(&self, user_id: Uuid) {
+        self.announce(&Event::VectorsChanged { user_id }).await;
+    }
+
     /// After the analyze stage stored a bookmark's analysis.
     pub async fn analyses_changed(&self, user_id: Uuid) {
         self.announce(&Event::AnalysesChanged { user_id }).await;

@@ -87,7 +87,7 @@ async fn run_batch(ctx: &JobContext, job: &ReindexJob) -> anyhow::Result<()> {
     }
     // Their semantic results and recommendations change; their lists and analyses do not.
     for user in users {
-        ctx.bookmarks_changed(user).await;
+        ctx.vectors_changed(user).await;
     }
     let cursor = rows.last().map(|&(id, _)| id).or(job.after);
     let finished = rows.len() < batch as usize;
