@@ -23,10 +23,11 @@ impl Keys {
         format!("{}:scraped:{url_hash_hex}", self.prefix)
     }
 
-    /// Embedding of a text by a model: never embed the same text twice.
-    pub fn embedding(&self, model_id: &str, text: &str) -> String {
+    /// Embedding of a text in an embedding space (model, weights, passage scheme): never embed
+    /// the same text twice.
+    pub fn embedding(&self, space: &str, text: &str) -> String {
         let mut h = Sha256::new();
-        h.update(model_id.as_bytes());
+        h.update(space.as_bytes());
         h.update([0u8]);
         h.update(text.as_bytes());
         format!("{}:embedding:{}", self.prefix, hex::encode(h.finalize()))

@@ -53,15 +53,8 @@ async fn search_finds_the_closest_bookmark_per_user_and_caches_it() {
     let (_, alice) = env.user().await;
     let (_, bob) = env.user().await;
     for (title, body) in PAGES {
-        let (_, saved) = api.save(&alice, &pages.doc_url(title, body)).await;
-        let job = api
-            .wait_for_job(
-                &alice,
-                saved["job"]["id"].as_str().expect("id"),
-                Duration::from_secs(30),
-            )
+        api.save_ready(&alice, &pages.doc_url(title, body), Duration::from_secs(30))
             .await;
-        assert_eq!(job["state"], "succeeded", "{job}");
     }
 
     for (q, expected) in [
@@ -195,15 +188,8 @@ async fn an_exact_title_ranks_first_in_hybrid_mode_and_explain_says_why() {
         "A sourdough starter is flour and water; feed the sourdough starter daily and bake sourdough bread when it bubbles.",
     );
     for (title, body) in [band, bread, PAGES[0], PAGES[1]] {
-        let (_, saved) = api.save(&alice, &pages.doc_url(title, body)).await;
-        let job = api
-            .wait_for_job(
-                &alice,
-                saved["job"]["id"].as_str().expect("id"),
-                Duration::from_secs(30),
-            )
+        api.save_ready(&alice, &pages.doc_url(title, body), Duration::from_secs(30))
             .await;
-        assert_eq!(job["state"], "succeeded", "{job}");
     }
 
     let (_, semantic) = search_with(&api, &alice, "sourdough", "&mode=semantic").await;
