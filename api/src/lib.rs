@@ -8,13 +8,17 @@
 //! - [`error`]: the JSON error format
 //! - [`imports`]: import files: their formats and their streamed upload
 //! - [`events`]: applies invalidation events to this instance's L1 cache
+//! - [`feed`]: the users' live event streams on this instance
+//! - [`job_retry`]: retrying a failed job, for its owner and for admins
 //! - [`state`]: shared handler state
 //! - [`token_cache`]: recently verified bearer tokens
 
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod imports;
+pub mod job_retry;
 pub mod limits;
 pub mod read;
 pub mod routes;

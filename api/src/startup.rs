@@ -25,7 +25,13 @@ use serde_json::json;
 
 use crate::limits::UserLimits;
 use crate::token_cache::TokenCache;
-use crate::{error, events, routes, state::AppState};
+use crate::{
+    error, events,
+    feed::{self, Feeds, Hub},
+    routes,
+    state::AppState,
+};
+use fuze_shared::feed::{Feed, OpenStreams};
 
 pub struct Application {
     port: u16,
@@ -53,6 +59,21 @@ impl Application {
             metrics.export_subscriber_up()?,
             config.redis_url.clone(),
             keys.events_channel(),
+        ));
+        let feeds = Feeds {
+            feed: Feed::new(keys.clone(), config.feed.clone()),
+            hub: Arc::new(Hub::new(config.feed.stream_buffer)),
+            open: OpenStreams::new(
+                keys.clone(),
+                config.feed.max_streams_per_user,
+                // Renewed every heartbeat; a few missed ones before a crashed instance's slot lapses.
+                config.feed.heartbeat * 3,
+            ),
+        };
+        tokio::spawn(feed::subscriber::run(
+            feeds.hub.clone(),
+            config.redis_url.clone(),
+            keys.feed_channel(),
         ));
         let listener = TcpListener::bind((config.api.host.as_str(), config.api.port))
             .with_context(|| format!("failed to bind {}:{}", config.api.host, config.api.port))?;
@@ -87,6 +108,7 @@ impl Application {
             }),
             limits,
             space,
+            feeds,
         });
 
         let server = HttpServer::new(move || {

@@ -34,4 +34,6 @@ pub struct AppState {
     pub limits: crate::limits::UserLimits,
     /// The embedding space searched: the configured model's, as the workers compute it.
     pub space: fuze_shared::embedding::EmbeddingSpace,
+    /// Users' live events: where they are kept, this instance's open streams, the per-user cap.
+    pub feeds: crate::feed::Feeds,
 }

@@ -31,6 +31,7 @@ pub struct Config {
     /// `redis_prefix`).
     pub cache: CacheConfig,
     pub clock: ClockConfig,
+    pub feed: FeedConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -390,6 +391,23 @@ impl Default for EmbedderConfig {
     }
 }
 
+/// The users' live event streams (`GET /api/v1/events`).
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// About how many recent events of a user are kept for reconnects.
+    pub retain_events: u32,
+    /// A user's kept events go this long after their last one.
+    pub retain_for: Duration,
+    /// A comment line sent on an idle stream this often, so proxies keep it open.
+    pub heartbeat: Duration,
+    /// Most event streams one user may hold open at once (across api instances).
+    pub max_streams_per_user: u32,
+    /// Events buffered per open stream before it falls back to reading the user's kept events.
+    pub stream_buffer: usize,
+    /// An import's progress is sent at most this often (its end always is).
+    pub import_interval: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct ClockConfig {
     /// When the clock looks for jobs whose queue task was lost (six-field cron, with seconds).
@@ -410,6 +428,41 @@ pub struct ClockConfig {
 pub struct TtlConfig {
     pub scraped: Duration,
     pub embedding: Duration,
+}
+
+/// Every environment variable the configuration reads, in the order it reads them (found by
+/// reading a configuration from a source that records the names asked for, so the list cannot
+/// drift from [`Config::from_lookup`]).
+pub fn setting_names() -> Vec<String> {
+    let asked = std::cell::RefCell::new(Vec::new());
+    let _ = Config::from_lookup(|name| {
+        asked.borrow_mut().push(name.to_owned());
+        None
+    });
+    let mut names = asked.into_inner();
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
+/// The settings as a command's `--help` lists them.
+pub fn settings_help() -> String {
+    let mut text = String::from(
+        "Settings: environment variables, also read from a .env file in the working directory\n\
+         (defaults and meanings in the README's configuration table):\n",
+    );
+    let mut line = String::from(" ");
+    for name in setting_names() {
+        if line.len() + name.len() + 1 > 100 {
+            text.push_str(&line);
+            text.push('\n');
+            line = String::from(" ");
+        }
+        line.push(' ');
+        line.push_str(&name);
+    }
+    text.push_str(&line);
+    text
 }
 
 impl Config {
@@ -554,6 +607,14 @@ impl Config {
                 warm_max_users: env.parse("FUZE_WARM_MAX_USERS", 100)?,
                 warm_active_within: env.secs("FUZE_WARM_ACTIVE_WITHIN_S", 7 * 24 * 3600)?,
                 warm_session_cooldown: env.secs("FUZE_WARM_SESSION_COOLDOWN_S", 60)?,
+            },
+            feed: FeedConfig {
+                retain_events: env.parse::<u32>("FUZE_EVENTS_RETAIN", 1_000)?.max(1),
+                retain_for: env.secs("FUZE_EVENTS_RETAIN_S", 3_600)?,
+                heartbeat: env.millis("FUZE_EVENTS_HEARTBEAT_MS", 15_000)?,
+                max_streams_per_user: env.parse("FUZE_EVENTS_MAX_STREAMS", 8)?,
+                stream_buffer: env.parse::<usize>("FUZE_EVENTS_STREAM_BUFFER", 64)?.max(1),
+                import_interval: env.millis("FUZE_EVENTS_IMPORT_INTERVAL_MS", 500)?,
             },
         })
     }
@@ -720,5 +781,26 @@ mod tests {
             format!("{err:#}").contains("FUZE_MAX_BODY_BYTES"),
             "{err:#}"
         );
+    }
+}
+
+#[cfg(test)]
+mod settings_help_tests {
+    use super::*;
+
+    #[test]
+    fn the_help_names_every_setting_the_configuration_reads() {
+        let names = setting_names();
+        for expected in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "FUZE_EVENTS_HEARTBEAT_MS",
+            "FUZE_ADMIN_TOKEN",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{expected} missing");
+        }
+        let help = settings_help();
+        assert!(help.contains("FUZE_MODEL_DIR"));
+        assert!(help.lines().all(|l| l.len() <= 120), "{help}");
     }
 }

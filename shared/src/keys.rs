@@ -97,6 +97,26 @@ impl Keys {
     pub fn events_channel(&self) -> String {
         format!("{}:events", self.prefix)
     }
+
+    /// Pub/sub channel of every user's feed events (`feed`).
+    pub fn feed_channel(&self) -> String {
+        format!("{}:feed", self.prefix)
+    }
+
+    /// A user's recent feed events (a capped stream), replayed on reconnect.
+    pub fn feed_stream(&self, user_id: uuid::Uuid) -> String {
+        format!("{}:feed:{user_id}", self.prefix)
+    }
+
+    /// Slots of a user's open event streams (a sorted set), for the per-user cap.
+    pub fn feed_open_streams(&self, user_id: uuid::Uuid) -> String {
+        format!("{}:feed:{user_id}:open", self.prefix)
+    }
+
+    /// Set while an import's progress event was sent recently (`SET NX PX`).
+    pub fn feed_import_throttle(&self, import_id: uuid::Uuid) -> String {
+        format!("{}:feed:import:{import_id}:sent", self.prefix)
+    }
 }
 
 #[cfg(test)]

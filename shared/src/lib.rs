@@ -13,9 +13,11 @@
 //! - [`redis_conn`], [`keys`], [`clock`]: Redis connections, key names, millisecond times
 //! - [`jobs`]: job payloads, queues, status records, retries, wake-ups
 //! - [`events`]: cache invalidation events
+//! - [`feed`]: the users' live events (jobs, imports, bookmarks), kept briefly for reconnects
 //! - [`imports`]: bulk import sessions: staging, progress, crawl feeding, control
 //! - [`metrics`]: Prometheus registry
 //! - [`telemetry`]: logging setup
+//! - [`cli`]: how the command-line programs report errors
 //! - [`views`]: the cached JSON views and their keys, shared by the api and the warm job
 
 pub mod allow_internal;
@@ -23,12 +25,14 @@ pub mod analysis;
 pub mod auth;
 pub mod bookmarks;
 pub mod cache;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod domain;
 pub mod embedding;
 pub mod events;
+pub mod feed;
 pub mod imports;
 pub mod jobs;
 pub mod keys;

@@ -85,6 +85,8 @@ pub struct Metrics {
     pub model_load_seconds: Gauge,
     /// Bookmarks whose vectors belong to another embedding space than the worker's.
     pub embeddings_stale: IntGauge,
+    /// Event streams (`GET /api/v1/events`) open on this api instance.
+    pub event_streams_open: IntGauge,
     pub query_lane_seconds: Histogram,
     pub embed_cache: IntCounterVec,
     pub embed_batch_size: Histogram,
@@ -256,6 +258,10 @@ impl Metrics {
             embed_truncated: plain_counter(
                 "embed_truncated_total",
                 "Texts cut at the model's token limit.",
+            )?,
+            event_streams_open: gauge(
+                "event_streams_open",
+                "Server-sent event streams open on this api instance.",
             )?,
             embeddings_stale: {
                 let g = IntGauge::new(

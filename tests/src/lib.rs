@@ -9,6 +9,7 @@ pub mod env;
 pub mod pages;
 pub mod prometheus;
 pub mod redis_server;
+pub mod sse;
 pub mod tcp_proxy;
 pub mod worker;
 

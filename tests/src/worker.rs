@@ -16,7 +16,7 @@ pub struct WorkerProcess {
 }
 
 /// `target/<profile>/<name>` (`fuze-worker`, `fuze-api`), next to this test binary's `deps/` folder.
-pub(crate) fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let path = dir.join(name);
@@ -49,8 +49,13 @@ impl WorkerProcess {
             env.prefix.replace(':', "_")
         ));
         let out = File::create(&log).expect("log file");
-        let child = Command::new(binary("fuze-worker"))
-            .arg(mode)
+        // The clock is its own program; every other mode is a worker subcommand.
+        let (program, command) = match mode {
+            "clock" => ("fuze-clock", "run"),
+            other => ("fuze-worker", other),
+        };
+        let child = Command::new(binary(program))
+            .arg(command)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(&vars)
@@ -58,7 +63,7 @@ impl WorkerProcess {
             .stdout(out.try_clone().expect("log fd"))
             .stderr(out)
             .spawn()
-            .expect("start fuze-worker");
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
         let mut worker = Self {
             child,
             metrics_port,

@@ -127,3 +127,75 @@ fn extract_command_prints_what_the_scraper_stores() {
         "{text}"
     );
 }
+
+/// A program of the workspace, run with only `vars` in its environment.
+fn program(name: &str, args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(fuze_tests::worker::binary(name))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().copied())
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run the program");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_program_lists_its_subcommands_and_settings() {
+    for (name, subcommands) in [
+        ("fuze-api", &["serve", "migrate", "create-user"][..]),
+        ("fuze-worker", &["run", "embed", "extract"][..]),
+        ("fuze-clock", &["run"][..]),
+    ] {
+        let (code, out, _) = program(name, &["--help"], &[]);
+        assert_eq!(code, 0, "{name} --help");
+        for sub in subcommands {
+            assert!(out.contains(sub), "{name} --help lacks {sub}:\n{out}");
+        }
+        for setting in [
+            "DATABASE_URL",
+            "REDIS_URL",
+            "FUZE_MODEL_DIR",
+            "FUZE_EVENTS_HEARTBEAT_MS",
+        ] {
+            assert!(
+                out.contains(setting),
+                "{name} --help lacks {setting}:\n{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_mistyped_subcommand_says_what_was_expected() {
+    let (code, _, err) = program("fuze-api", &["serv"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unrecognized subcommand 'serv'"), "{err}");
+    assert!(err.contains("'serve'"), "suggests the right one: {err}");
+    let (code, _, err) = program("fuze-clock", &["start"], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unrecognized subcommand 'start'"), "{err}");
+}
+
+#[test]
+fn errors_are_one_line_unless_a_backtrace_is_asked_for() {
+    let bad = [("FUZE_API_PORT", "eighty")];
+    let (code, out, err) = program("fuze-api", &["migrate"], &bad);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(
+        lines[0].starts_with("fuze-api: error: ") && lines[0].contains("FUZE_API_PORT"),
+        "{err}"
+    );
+    let (code, _, err) = program("fuze-api", &["migrate"], &[bad[0], ("RUST_BACKTRACE", "1")]);
+    assert_eq!(code, 1);
+    assert!(err.lines().count() > 1, "details when asked for: {err}");
+}

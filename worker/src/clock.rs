@@ -1,4 +1,4 @@
-//! `fuze-worker clock`: the scheduler process (apalis-cron, six-field cron with seconds).
+//! `fuze-clock`: the scheduler process (apalis-cron, six-field cron with seconds).
 //! - Re-enqueues jobs whose ticket was lost (Redis restarted without persistence, an enqueue that
 //!   failed after its record was written) or that stayed running far too long.
 //! - Sweeps apalis's data: failed jobs' deliveries past their retention, leftovers of workers

@@ -6,7 +6,7 @@
 //! - [`politeness`]: each host's turn (in-flight cap, interval, Retry-After, breaker, robots.txt)
 //! - [`embed`]: the candle sentence-embedding engine
 //! - [`query_lane`]: answers the api's query-embedding requests
-//! - [`clock`], [`reconcile`]: the scheduler process and lost-task recovery
+//! - [`clock`], [`reconcile`]: the scheduler process (`fuze-clock`) and lost-task recovery
 //! - [`cli`]: `embed` and `extract` operator commands
 
 pub mod analyze;
@@ -22,3 +22,10 @@ pub mod query_lane;
 pub mod reconcile;
 pub mod runtime;
 pub mod scrape;
+
+/// The multi-threaded runtime the worker and the clock run on.
+pub fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

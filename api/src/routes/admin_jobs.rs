@@ -6,11 +6,9 @@ use std::collections::BTreeMap;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use fuze_shared::{
-    events::{self, Event},
     jobs::{
-        JobRecord, Lane, Owner, QueueName, StageJob, Ticket,
+        JobRecord, Lane, QueueName,
         admin::{self, FailedCursor},
-        queue::new_task_id,
     },
     metrics::queues::queue_depth,
 };
@@ -20,7 +18,10 @@ use uuid::Uuid;
 use crate::{
     auth::Admin,
     error::ApiError,
-    routes::{common::Page, jobs::JobView},
+    routes::{
+        common::{Page, cursor, page_size},
+        jobs::JobView,
+    },
     state::AppState,
 };
 
@@ -173,102 +174,18 @@ async fn overview(
 
 /// Page size and position, checked as for every list (400 when invalid).
 fn page(query: &FailedQuery, state: &AppState) -> Result<(u32, Option<FailedCursor>), ApiError> {
-    let limits = &state.config.api;
-    let limit = query.limit.unwrap_or(limits.page_size_default);
-    if limit == 0 || limit > limits.page_size_max {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {}", limits.page_size_max),
-        ));
-    }
-    let after = query
-        .cursor
-        .as_deref()
-        .map(|raw| {
-            FailedCursor::decode(raw)
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
-        })
-        .transpose()?;
-    Ok((limit, after))
+    Ok((
+        page_size(query.limit, &state.config.api)?,
+        cursor(query.cursor.as_deref(), FailedCursor::decode)?,
+    ))
 }
 
-/// Resets a failed job (fresh attempts for the stage that failed) and enqueues it the way a save
-/// does: record committed first, then pushed. 202 with the job; 409 unless it is failed.
+/// Retries a failed job of any user (`crate::job_retry`). 202 with the job; 409 unless failed.
 async fn retry(
     state: web::Data<AppState>,
     _admin: Admin,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    if id.len() > 64 {
-        return Err(ApiError::NotFound);
-    }
-    let task = new_task_id();
-    let mut tx = state.metrics.db.begin(&state.db).await?;
-    let reset = state
-        .metrics
-        .db
-        .time("admin_jobs", admin::reset_failed(&mut tx, &id, &task))
-        .await?;
-    let Some(job) = reset else {
-        tx.rollback().await?;
-        let exists = fuze_shared::jobs::records::find(&state.db, &id).await?;
-        return Err(match exists {
-            None => ApiError::NotFound,
-            Some(j) => ApiError::Conflict(format!(
-                "only failed jobs can be retried; this one is {}",
-                format!("{:?}", j.state).to_lowercase()
-            )),
-        });
-    };
-    let (Some(user_id), Some(bookmark_id), Some(queue)) = (
-        job.user_id,
-        job.bookmark_id,
-        job.stage.as_deref().and_then(QueueName::parse_stage),
-    ) else {
-        tx.rollback().await?;
-        return Err(ApiError::Conflict(
-            "this job has no bookmark or stage left to run".into(),
-        ));
-    };
-    tx.commit().await?;
-    let ticket = Ticket {
-        queue,
-        id: &task,
-        owner: Owner::User(user_id),
-        lane: job.lane,
-    };
-    let stage = StageJob {
-        job_id: job.id.clone(),
-        user_id,
-        bookmark_id,
-    };
-    let pushed = state.queues.enqueue_stage(ticket, &stage).await;
-    if let Err(e) = pushed {
-        // The record says queued, so the clock's reconciler enqueues it once Redis is back.
-        tracing::error!(error = ?e, job = %job.id, "retry enqueue failed");
-        state
-            .metrics
-            .redis_errors
-            .with_label_values(&["queue"])
-            .inc();
-        return Err(ApiError::Unavailable(
-            "job queue unavailable; the job is queued and will be enqueued once it is back",
-        ));
-    }
-    state
-        .metrics
-        .jobs_enqueued
-        .with_label_values(&[queue.as_str()])
-        .inc();
-    // The bookmark's status changed back: drop cached reads of it.
-    let mut conn = state.redis.clone();
-    events::announce(
-        &state.cache,
-        &mut conn,
-        &state.keys.events_channel(),
-        &Event::BookmarksChanged { user_id },
-    )
-    .await;
-    tracing::info!(job = %job.id, stage = queue.as_str(), "failed job retried by an admin");
+    let job = crate::job_retry::retry_failed(&state, &id, None).await?;
     Ok(HttpResponse::Accepted().json(JobView::new(job, &state)))
 }

@@ -6,6 +6,7 @@ use fuze_shared::{
     cache::CacheType,
     domain::{BookmarkUrl, JobKind},
     events::{self, Event},
+    feed::{BookmarkChange, FeedEvent},
     jobs::{Lane, Owner, QueueName, StageJob, Ticket, queue::new_task_id, records},
     views,
 };
@@ -105,6 +106,14 @@ async fn save(
     )
     .await?;
     tx.commit().await?;
+    // Told before the enqueue, so no worker's news of the job can come first.
+    let feeds = &state.feeds;
+    feeds
+        .tell(&state.redis, user.0, &FeedEvent::job(&job))
+        .await;
+    feeds
+        .bookmark(&state.redis, user.0, bookmark.id, BookmarkChange::Updated)
+        .await;
     // Commit first, so the worker always finds the record of the ticket it receives.
     let payload = StageJob {
         job_id: job_id.clone(),
@@ -125,6 +134,9 @@ async fn save(
             .with_label_values(&["queue"])
             .inc();
         undo_save(&state, &job_id, bookmark.id).await;
+        feeds
+            .bookmark(&state.redis, user.0, bookmark.id, BookmarkChange::Deleted)
+            .await;
         return Err(ApiError::Unavailable(
             "job queue unavailable; nothing was saved, retry shortly",
         ));
@@ -313,6 +325,10 @@ async fn edit(
         .await?
         .ok_or(ApiError::NotFound)?;
     publish_change(&state, user.0).await;
+    state
+        .feeds
+        .bookmark(&state.redis, user.0, bookmark.id, BookmarkChange::Updated)
+        .await;
     Ok(HttpResponse::Ok().json(bookmark))
 }
 
@@ -326,5 +342,9 @@ async fn remove(
     }
     // Its cached analysis goes with it.
     announce(&state, &Event::AnalysesChanged { user_id: user.0 }).await;
+    state
+        .feeds
+        .bookmark(&state.redis, user.0, *id, BookmarkChange::Deleted)
+        .await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -37,23 +37,34 @@ pub struct ListQuery {
 impl ListQuery {
     /// The page size and position, checked as for bookmarks (400 when invalid).
     pub fn page(&self, limits: &ApiConfig) -> Result<(u32, Option<Cursor>), ApiError> {
-        let limit = self.limit.unwrap_or(limits.page_size_default);
-        if limit == 0 || limit > limits.page_size_max {
-            return Err(ApiError::bad_request(
-                "invalid_limit",
-                format!("limit must be between 1 and {}", limits.page_size_max),
-            ));
-        }
-        let after = self
-            .cursor
-            .as_deref()
-            .map(|raw| {
-                Cursor::decode(raw)
-                    .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
-            })
-            .transpose()?;
-        Ok((limit, after))
+        Ok((
+            page_size(self.limit, limits)?,
+            cursor(self.cursor.as_deref(), Cursor::decode)?,
+        ))
     }
+}
+
+/// The page size asked for, or the default; 400 `invalid_limit` outside 1..=max.
+pub fn page_size(limit: Option<u32>, limits: &ApiConfig) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(limits.page_size_default);
+    if limit == 0 || limit > limits.page_size_max {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {}", limits.page_size_max),
+        ));
+    }
+    Ok(limit)
+}
+
+/// A page's position token read by `decode`; 400 `invalid_cursor` when it does not decode.
+pub fn cursor<T>(
+    raw: Option<&str>,
+    decode: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    raw.map(|raw| {
+        decode(raw).ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
+    })
+    .transpose()
 }
 
 /// 422 `invalid_field`: a field's value is not acceptable.

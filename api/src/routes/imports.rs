@@ -24,7 +24,7 @@ use crate::{
     },
     routes::{
         bookmarks::publish_change,
-        common::{Page, not_modified},
+        common::{Page, cursor, not_modified, page_size},
     },
     state::AppState,
 };
@@ -63,6 +63,12 @@ struct ImportView {
 }
 
 impl ImportView {
+    /// Sends the import's progress to its owner's event streams.
+    async fn tell(&self, state: &AppState, user_id: Uuid) {
+        let event = progress::feed_event(&self.import, &self.counts);
+        state.feeds.tell(&state.redis, user_id, &event).await;
+    }
+
     async fn load(state: &AppState, user_id: Uuid, id: Uuid) -> Result<Self, ApiError> {
         let import = progress::find(&state.db, user_id, id)
             .await?
@@ -135,6 +141,7 @@ async fn create(
         start_feeding(&state, staged.id).await;
     }
     let view = ImportView::load(&state, user.0, staged.id).await?;
+    view.tell(&state, user.0).await;
     Ok(HttpResponse::Accepted()
         .insert_header((header::LOCATION, format!("/api/v1/imports/{}", staged.id)))
         .json(view))
@@ -260,16 +267,10 @@ async fn list(
     user: AuthUser,
     query: web::Query<ListImportsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = page_size(query.limit, &state)?;
-    let after = query
-        .cursor
-        .as_deref()
-        .map(|raw| {
-            fuze_shared::keyset::decode(raw)
-                .and_then(|(at, id)| Some((at, id.parse::<Uuid>().ok()?)))
-                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
-        })
-        .transpose()?;
+    let limit = page_size(query.limit, &state.config.api)?;
+    let after = cursor(query.cursor.as_deref(), |raw| {
+        fuze_shared::keyset::decode(raw).and_then(|(at, id)| Some((at, id.parse::<Uuid>().ok()?)))
+    })?;
     let imports = progress::list(&state.db, user.0, after, limit).await?;
     let next_cursor = (imports.len() == limit as usize)
         .then(|| imports.last())
@@ -307,7 +308,7 @@ async fn items(
     id: web::Path<Uuid>,
     query: web::Query<ItemsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = page_size(query.limit, &state)?;
+    let limit = page_size(query.limit, &state.config.api)?;
     let item_state = query
         .state
         .as_deref()
@@ -341,18 +342,6 @@ async fn items(
         .flatten()
         .map(|last| last.seq.to_string());
     Ok(HttpResponse::Ok().json(ItemsPage { items, next_cursor }))
-}
-
-fn page_size(limit: Option<u32>, state: &AppState) -> Result<u32, ApiError> {
-    let api = &state.config.api;
-    let limit = limit.unwrap_or(api.page_size_default);
-    if limit == 0 || limit > api.page_size_max {
-        return Err(ApiError::bad_request(
-            "invalid_limit",
-            format!("limit must be between 1 and {}", api.page_size_max),
-        ));
-    }
-    Ok(limit)
 }
 
 async fn pause(
@@ -410,5 +399,6 @@ async fn answer_control(
         publish_change(state, user_id).await;
     }
     let view = ImportView::load(state, user_id, id).await?;
+    view.tell(state, user_id).await;
     Ok(HttpResponse::Ok().json(view))
 }

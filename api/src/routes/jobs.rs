@@ -1,4 +1,5 @@
-//! `GET /api/v1/jobs/{id}`: cheap status polling for the job's owner.
+//! The user's own jobs: `GET /api/v1/jobs` (newest first, by state and kind), `GET /jobs/{id}`
+//! (cheap status polling) and `POST /jobs/{id}/retry` (a failed one, again).
 
 use actix_web::{
     HttpRequest, HttpResponse,
@@ -6,14 +7,90 @@ use actix_web::{
     web,
 };
 use chrono::{DateTime, Utc};
-use fuze_shared::{domain::JobState, jobs::JobRecord, jobs::records};
-use serde::Serialize;
+use fuze_shared::{
+    domain::{JobKind, JobState},
+    jobs::JobRecord,
+    jobs::records,
+    keyset,
+};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{auth::AuthUser, error::ApiError, routes::common::not_modified, state::AppState};
+use crate::{
+    auth::AuthUser,
+    error::ApiError,
+    routes::common::{Page, cursor, not_modified, page_size},
+    state::AppState,
+};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/jobs/{id}").get(get));
+    cfg.service(web::resource("/jobs").get(list))
+        .service(web::resource("/jobs/{id}").get(get))
+        .service(web::resource("/jobs/{id}/retry").post(retry));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListJobsQuery {
+    state: Option<String>,
+    kind: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// The user's jobs, newest first; `next_cursor` fetches the following page.
+async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    query: web::Query<ListJobsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page_size(query.limit, &state.config.api)?;
+    let job_state = query
+        .state
+        .as_deref()
+        .map(|raw| {
+            serde_json::from_value::<JobState>(serde_json::Value::String(raw.to_owned())).map_err(
+                |_| {
+                    ApiError::bad_request(
+                        "invalid_state",
+                        "state must be one of queued, running, retrying, succeeded, failed",
+                    )
+                },
+            )
+        })
+        .transpose()?;
+    let kind = match query.kind.as_deref() {
+        None => None,
+        Some(k) if k == JobKind::Ingest.as_str() => Some(k),
+        Some(_) => {
+            return Err(ApiError::bad_request("invalid_kind", "kind must be ingest"));
+        }
+    };
+    let after = cursor(query.cursor.as_deref(), keyset::decode)?;
+    let filter = records::JobFilter {
+        state: job_state,
+        kind,
+    };
+    let jobs = records::list_for_user(&state.db, user.0, &filter, after, limit).await?;
+    let next_cursor = (jobs.len() == limit as usize)
+        .then(|| jobs.last())
+        .flatten()
+        .map(|last| keyset::encode(last.created_at, &last.id));
+    let items = jobs.into_iter().map(|j| JobView::new(j, &state)).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .json(Page { items, next_cursor }))
+}
+
+/// Runs the user's failed job again from the stage that failed. 202 with the job; 404 for
+/// another user's; 409 unless it is failed.
+async fn retry(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let job = crate::job_retry::retry_failed(&state, &id, Some(user.0)).await?;
+    Ok(HttpResponse::Accepted().json(JobView::new(job, &state)))
 }
 
 #[derive(Debug, Serialize)]

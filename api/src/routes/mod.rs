@@ -5,6 +5,7 @@ mod admin_jobs;
 mod analysis;
 mod bookmarks;
 mod common;
+mod events;
 mod health;
 mod imports;
 mod jobs;
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(bookmarks::configure)
             .configure(analysis::configure)
             .configure(jobs::configure)
+            .configure(events::configure)
             .configure(imports::configure)
             .configure(projects::configure)
             .configure(search::configure)

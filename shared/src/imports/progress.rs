@@ -183,3 +183,41 @@ pub async fn items(
     .fetch_all(db)
     .await
 }
+
+/// The import's progress as its owner's feed tells it, with the owner; `None` if it is gone.
+pub async fn event(
+    db: &sqlx::PgPool,
+    import_id: Uuid,
+) -> sqlx::Result<Option<(Uuid, crate::feed::FeedEvent)>> {
+    let owner: Option<(Uuid,)> = sqlx::query_as("SELECT user_id FROM imports WHERE id = $1")
+        .bind(import_id)
+        .fetch_optional(db)
+        .await?;
+    let Some((user_id,)) = owner else {
+        return Ok(None);
+    };
+    let Some(import) = find(db, user_id, import_id).await? else {
+        return Ok(None);
+    };
+    let counts = counts(db, import_id).await?;
+    Ok(Some((user_id, feed_event(&import, &counts))))
+}
+
+/// How far the import is: `finished` counts the entries that will not change any more.
+pub fn feed_event(import: &ImportRecord, counts: &Counts) -> crate::feed::FeedEvent {
+    let finished = match import.state {
+        ImportState::Completed | ImportState::Cancelled => counts.total(),
+        ImportState::Running | ImportState::Paused => {
+            let settled = counts.crawled + counts.failed + counts.skipped + counts.duplicate;
+            // Without a crawl, a saved entry is as far as it goes.
+            settled + if import.crawl { 0 } else { counts.saved }
+        }
+    };
+    crate::feed::FeedEvent::Import {
+        import_id: import.id,
+        state: import.state,
+        entries: i64::from(import.entries),
+        finished,
+        failed: counts.failed,
+    }
+}

@@ -68,19 +68,22 @@ pub async fn failed(
 
 /// Puts a failed job back in the queue of the stage it failed in, under a new task id, with a fresh
 /// attempt budget for that stage, and its bookmark back to the status that stage starts from.
-/// `None` when the job does not exist or is not failed (a concurrent retry got there first).
+/// `None` when the job does not exist, is not `owner`'s (when given), or is not failed (a
+/// concurrent retry got there first).
 pub async fn reset_failed(
     db: &mut sqlx::PgConnection,
     id: &str,
+    owner: Option<uuid::Uuid>,
     task_id: &str,
 ) -> sqlx::Result<Option<JobRecord>> {
     let job: Option<JobRecord> = sqlx::query_as(&format!(
         "UPDATE jobs SET state = 'queued', task_id = $2, attempts = 0, error_code = NULL, error = NULL, \
            run_after = NULL, finished_at = NULL, updated_at = now() \
-         WHERE id = $1 AND state = 'failed' RETURNING {COLUMNS}"
+         WHERE id = $1 AND state = 'failed' AND ($3::uuid IS NULL OR user_id = $3) RETURNING {COLUMNS}"
     ))
     .bind(id)
     .bind(task_id)
+    .bind(owner)
     .fetch_optional(&mut *db)
     .await?;
     if let Some(job) = &job {

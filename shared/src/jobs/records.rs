@@ -106,6 +106,38 @@ pub async fn find_for_user(
     .await
 }
 
+/// What a user's job list shows: only their own jobs, optionally of one state and kind.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter<'a> {
+    pub state: Option<JobState>,
+    pub kind: Option<&'a str>,
+}
+
+/// The user's jobs, newest first, after the `(created_at, id)` of the previous page's last.
+pub async fn list_for_user(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    filter: &JobFilter<'_>,
+    after: Option<(DateTime<Utc>, String)>,
+    limit: u32,
+) -> sqlx::Result<Vec<JobRecord>> {
+    let (at, id) = after.unzip();
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM jobs WHERE user_id = $1 \
+           AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR kind = $3) \
+           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5)) \
+         ORDER BY created_at DESC, id DESC LIMIT $6"
+    ))
+    .bind(user_id)
+    .bind(filter.state)
+    .bind(filter.kind)
+    .bind(at)
+    .bind(id)
+    .bind(i64::from(limit))
+    .fetch_all(db)
+    .await
+}
+
 pub async fn latest_for_bookmark(
     db: impl PgExecutor<'_>,
     bookmark_id: Uuid,

@@ -21,6 +21,7 @@ pub const DB_OPERATIONS: &[&str] = &[
     "store_embedding",
     "queue_stats",
     "admin_jobs",
+    "job_retry",
 ];
 
 #[derive(Clone)]

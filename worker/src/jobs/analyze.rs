@@ -107,9 +107,10 @@ async fn analyze_bookmark(ctx: &JobContext, run: &Run, job: StageJob) -> Result<
     // A first analysis was never cached (only found analyses are): lists, searches and
     // recommendations show its tags, cached analyses stay. A replaced one may be cached.
     match stored {
-        analysis::Stored::Replaced => ctx.analyses_changed(job.user_id).await,
-        _ => ctx.bookmarks_changed(job.user_id).await,
+        analysis::Stored::Replaced => ctx.analysis_changed(job.user_id, job.bookmark_id).await,
+        _ => ctx.bookmark_changed(job.user_id, job.bookmark_id).await,
     }
+    ctx.job_changed(&job.job_id).await;
     Ok(())
 }
 

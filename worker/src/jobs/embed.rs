@@ -69,7 +69,7 @@ async fn embed(ctx: &JobContext, run: &Run, job: StageJob) -> Result<(), Failure
     };
     ctx.metrics.save_to_ready.observe(seconds);
     // The analysis follows as the job's last stage.
-    ctx.bookmarks_changed(job.user_id).await;
+    ctx.bookmark_changed(job.user_id, job.bookmark_id).await;
     runner::hand_off(
         ctx,
         run,

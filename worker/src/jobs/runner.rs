@@ -167,6 +167,7 @@ async fn run_recorded<J: Job>(
         return RunEnd::Finished(Ended::Done);
     };
     ctx.metrics.jobs_started.with_label_values(&[q]).inc();
+    ctx.job_seen(&claimed.record).await;
     ctx.metrics
         .job_queue_wait
         .with_label_values(&[q])
@@ -216,8 +217,11 @@ async fn import_crawl_ended(ctx: &JobContext, import_id: uuid::Uuid, outcome: &s
         i32::try_from(ctx.config.jobs.max_attempts).unwrap_or(i32::MAX),
     )
     .await;
-    if let Err(e) = fed {
-        tracing::warn!(import = %import_id, error = %format!("{e:#}"), "import not fed; the clock will");
+    match fed {
+        Ok(fed) => ctx.import_progressed(import_id, fed.completed).await,
+        Err(e) => {
+            tracing::warn!(import = %import_id, error = %format!("{e:#}"), "import not fed; the clock will");
+        }
     }
 }
 
@@ -320,6 +324,7 @@ async fn settle_failure<J: Job>(
             if !held {
                 return ("skipped", RunEnd::Finished(Ended::Done));
             }
+            ctx.job_changed(&job.job_id).await;
             tracing::info!(
                 queue = q,
                 job = job.job_id,
@@ -366,7 +371,8 @@ async fn settle_failure<J: Job>(
     if !failed {
         return ("skipped", RunEnd::Finished(Ended::Done));
     }
-    ctx.bookmarks_changed(job.user_id).await;
+    ctx.bookmark_changed(job.user_id, job.bookmark_id).await;
+    ctx.job_changed(&job.job_id).await;
     tracing::warn!(queue = q, job = job.job_id, attempt, code, %message, "job failed");
     ("failed", RunEnd::Finished(Ended::JobFailed))
 }
@@ -399,6 +405,7 @@ async fn schedule_retry(
     let Some(lane) = lane else {
         return false;
     };
+    ctx.job_changed(&job.job_id).await;
     let ticket = Ticket {
         queue: run.queue,
         id: &next,
@@ -430,6 +437,7 @@ pub async fn hand_off<P: Serialize>(
     })
     .await
     .ok_or(Failure::Superseded)?;
+    ctx.job_changed(job_id).await;
     let next_ticket = Ticket {
         queue: next,
         id: &ticket,

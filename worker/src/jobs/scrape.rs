@@ -126,7 +126,7 @@ impl Job for Scrape {
                 "the bookmark was deleted",
             ));
         }
-        ctx.bookmarks_changed(job.user_id).await;
+        ctx.bookmark_changed(job.user_id, job.bookmark_id).await;
         // The page is cached by now, so a retry of the hand-over is cheap.
         runner::hand_off(
             ctx,
