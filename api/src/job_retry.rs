@@ -2,6 +2,7 @@
 //! (`POST /admin/jobs/{id}/retry`): the same reset and enqueue for both.
 
 use fuze_shared::{
+    domain::JobKind,
     events::{self, Event},
     feed::FeedEvent,
     jobs::{JobRecord, Owner, QueueName, StageJob, Ticket, admin, queue::new_task_id, records},
@@ -67,6 +68,7 @@ pub async fn retry_failed(
         job_id: job.id.clone(),
         user_id,
         bookmark_id,
+        refresh: job.kind == JobKind::Refresh.as_str(),
     };
     if let Err(e) = state.queues.enqueue_stage(ticket, &stage).await {
         // The record says queued, so the clock's reconciler enqueues it once Redis is back.

@@ -209,6 +209,18 @@ pub async fn by_ids(
 pub struct Changes {
     pub title: Option<Option<String>>,
     pub notes: Option<Option<String>>,
+    /// A new address (normalized) and its hash: the page is then fetched anew.
+    pub url: Option<(String, [u8; 32])>,
+}
+
+/// Why a change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The user already has a bookmark of the new URL.
+    #[error("you already saved this URL")]
+    UrlTaken,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
 }
 
 pub async fn update(
@@ -216,11 +228,16 @@ pub async fn update(
     user_id: Uuid,
     id: Uuid,
     changes: &Changes,
-) -> sqlx::Result<Option<Bookmark>> {
-    sqlx::query_as(&format!(
+) -> Result<Option<Bookmark>, UpdateError> {
+    // A new URL forgets the old page's validators: they name another page's versions.
+    let (url, hash) = changes.url.clone().unzip();
+    let updated = sqlx::query_as(&format!(
         "UPDATE saved_content SET \
            title = CASE WHEN $3 THEN $4 ELSE title END, \
            notes = CASE WHEN $5 THEN $6 ELSE notes END, \
+           url = COALESCE($7, url), url_hash = COALESCE($8, url_hash), \
+           fetch_etag = CASE WHEN $7 IS NULL THEN fetch_etag END, \
+           fetch_last_modified = CASE WHEN $7 IS NULL THEN fetch_last_modified END, \
            updated_at = now() \
          WHERE user_id = $1 AND id = $2 RETURNING {COLUMNS}"
     ))
@@ -230,8 +247,14 @@ pub async fn update(
     .bind(changes.title.clone().flatten())
     .bind(changes.notes.is_some())
     .bind(changes.notes.clone().flatten())
+    .bind(url)
+    .bind(hash.map(|h| h.to_vec()))
     .fetch_optional(db)
-    .await
+    .await;
+    match updated {
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(UpdateError::UrlTaken),
+        other => Ok(other?),
+    }
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, user_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
@@ -263,6 +286,9 @@ pub struct Scraped<'a> {
     pub description: Option<&'a str>,
     pub canonical_url: Option<&'a str>,
     pub text: &'a str,
+    /// The response's `ETag` and `Last-Modified` (none for a page from the scrape cache).
+    pub etag: Option<&'a str>,
+    pub last_modified: Option<&'a str>,
 }
 
 pub async fn store_scraped(
@@ -273,6 +299,7 @@ pub async fn store_scraped(
 ) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "UPDATE saved_content SET scraped_title = $3, description = $4, canonical_url = $5, text = $6, \
+         fetch_etag = $7, fetch_last_modified = $8, \
          status = 'scraped', error = NULL, updated_at = now() WHERE user_id = $1 AND id = $2",
     )
     .bind(user_id)
@@ -281,9 +308,75 @@ pub async fn store_scraped(
     .bind(page.description)
     .bind(page.canonical_url)
     .bind(page.text)
+    .bind(page.etag)
+    .bind(page.last_modified)
     .execute(db)
     .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// The `ETag` and `Last-Modified` of the page's last successful fetch; `None` if it is gone.
+pub async fn fetch_validators(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<(Option<String>, Option<String>)>> {
+    sqlx::query_as(
+        "SELECT fetch_etag, fetch_last_modified FROM saved_content WHERE user_id = $1 AND id = $2",
+    )
+    .bind(user_id)
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// What a refresh found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refreshed {
+    /// The bookmark is gone.
+    Gone,
+    /// What is embedded (title, description, text) is as stored: only the validators changed.
+    Unchanged,
+    /// Stored, and marked `scraped` until it is embedded again.
+    Changed,
+}
+
+/// Stores a page fetched again: the whole of it when what is embedded changed, else only its
+/// validators (the stored vectors stay right).
+pub async fn store_refreshed(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+    page: &Scraped<'_>,
+) -> sqlx::Result<Refreshed> {
+    let changed: Option<(bool,)> = sqlx::query_as(
+        "WITH before AS (SELECT id, (scraped_title IS DISTINCT FROM $3 OR description IS DISTINCT FROM $4 \
+             OR text IS DISTINCT FROM $6) AS changed FROM saved_content WHERE user_id = $1 AND id = $2 FOR UPDATE) \
+         UPDATE saved_content s SET fetch_etag = $7, fetch_last_modified = $8, \
+           scraped_title = CASE WHEN b.changed THEN $3 ELSE s.scraped_title END, \
+           description = CASE WHEN b.changed THEN $4 ELSE s.description END, \
+           canonical_url = CASE WHEN b.changed THEN $5 ELSE s.canonical_url END, \
+           text = CASE WHEN b.changed THEN $6 ELSE s.text END, \
+           status = CASE WHEN b.changed THEN 'scraped' ELSE s.status END, \
+           error = CASE WHEN b.changed THEN NULL ELSE s.error END, \
+           updated_at = CASE WHEN b.changed THEN now() ELSE s.updated_at END \
+         FROM before b WHERE s.id = b.id RETURNING b.changed",
+    )
+    .bind(user_id)
+    .bind(id)
+    .bind(page.title)
+    .bind(page.description)
+    .bind(page.canonical_url)
+    .bind(page.text)
+    .bind(page.etag)
+    .bind(page.last_modified)
+    .fetch_optional(db)
+    .await?;
+    Ok(match changed {
+        None => Refreshed::Gone,
+        Some((true,)) => Refreshed::Changed,
+        Some((false,)) => Refreshed::Unchanged,
+    })
 }
 
 /// The text to embed: title, description and main text.

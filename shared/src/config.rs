@@ -611,7 +611,10 @@ impl Config {
             feed: FeedConfig {
                 retain_events: env.parse::<u32>("FUZE_EVENTS_RETAIN", 1_000)?.max(1),
                 retain_for: env.secs("FUZE_EVENTS_RETAIN_S", 3_600)?,
-                heartbeat: env.millis("FUZE_EVENTS_HEARTBEAT_MS", 15_000)?,
+                // A zero period would stop every stream's timer from starting.
+                heartbeat: env
+                    .millis("FUZE_EVENTS_HEARTBEAT_MS", 15_000)?
+                    .max(Duration::from_millis(10)),
                 max_streams_per_user: env.parse("FUZE_EVENTS_MAX_STREAMS", 8)?,
                 stream_buffer: env.parse::<usize>("FUZE_EVENTS_STREAM_BUFFER", 64)?.max(1),
                 import_interval: env.millis("FUZE_EVENTS_IMPORT_INTERVAL_MS", 500)?,

@@ -160,13 +160,23 @@ impl QueryText {
 pub enum JobKind {
     /// Saving a link: scrape, then embed. Succeeds once the embedding is stored.
     Ingest,
+    /// Fetching a saved page again: a conditional request; embedded again only if its text
+    /// changed; a failure keeps the last good content.
+    Refresh,
 }
 
 impl JobKind {
+    pub const ALL: [Self; 2] = [Self::Ingest, Self::Refresh];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ingest => "ingest",
+            Self::Refresh => "refresh",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 

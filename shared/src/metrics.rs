@@ -31,6 +31,7 @@ pub const JOB_OUTCOMES: &[&str] = &["succeeded", "retried", "failed", "skipped"]
 /// Page fetch outcome classes (`ok` or the scraper's error class), all exported from the start.
 pub const SCRAPE_OUTCOMES: &[&str] = &[
     "ok",
+    "not_modified",
     "timeout",
     "blocked_target",
     "too_large",

@@ -115,6 +115,7 @@ async fn main() {
             job_id: job_id.clone(),
             user_id,
             bookmark_id,
+            refresh: false,
         };
         let ticket = Ticket {
             queue: QueueName::Scrape,

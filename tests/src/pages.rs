@@ -8,7 +8,9 @@
 //! plain text with a NUL character;
 //! `/long?title=&fact=` a long article (about 1,500 words on railway history) with the `fact`
 //! paragraph three quarters of the way in;
-//! `/robots.txt` whatever [`PageServer::set_robots`] set (404 until then).
+//! `/robots.txt` whatever [`PageServer::set_robots`] set (404 until then);
+//! `/versioned/{name}` the body [`PageServer::set_version`] set, with an `ETag` of its version,
+//! 304 to a request that names that version, 500 while [`PageServer::set_failing`] says so.
 //!
 //! Each server counts requests per path and how many it was answering at once (the most ever).
 
@@ -30,7 +32,18 @@ pub struct PageServer {
     hits: Arc<Mutex<HashMap<String, usize>>>,
     load: Arc<Load>,
     robots: Arc<Mutex<Option<String>>>,
+    versions: Versions,
 }
+
+/// The body and version number of each `/versioned/{name}` page, and whether it fails now.
+#[derive(Debug, Clone, Default)]
+struct Version {
+    body: String,
+    n: u32,
+    failing: bool,
+}
+
+type Versions = Arc<Mutex<HashMap<String, Version>>>;
 
 /// Requests being answered now, and the most at once so far.
 #[derive(Default)]
@@ -94,6 +107,8 @@ impl PageServer {
         let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let load: Arc<Load> = Arc::default();
         let robots: Arc<Mutex<Option<String>>> = Arc::default();
+        let versions: Versions = Arc::default();
+        let versions_data = web::Data::new(versions.clone());
         let listener = TcpListener::bind((ip, 0)).expect("bind page server");
         let base = format!(
             "http://{ip}:{}",
@@ -107,6 +122,7 @@ impl PageServer {
                 .app_data(data.clone())
                 .app_data(load_data.clone())
                 .app_data(robots_data.clone())
+                .app_data(versions_data.clone())
                 .wrap(actix_web::middleware::from_fn(count_in_flight))
                 .route("/robots.txt", web::get().to(robots_txt))
                 .route("/limited/{secs}/{n}/{name}", web::get().to(limited))
@@ -120,6 +136,7 @@ impl PageServer {
                 .route("/image", web::get().to(image))
                 .route("/doc", web::get().to(doc))
                 .route("/long", web::get().to(long))
+                .route("/versioned/{name}", web::get().to(versioned))
         })
         .workers(1)
         // Many slow requests at once must all be in flight together: the politeness tests
@@ -136,7 +153,22 @@ impl PageServer {
             hits,
             load,
             robots,
+            versions,
         }
+    }
+
+    /// `/versioned/{name}` serves this body from now on, under a new `ETag`.
+    pub fn set_version(&self, name: &str, body: &str) {
+        let mut versions = self.versions.lock().expect("versions lock");
+        let version = versions.entry(name.to_owned()).or_default();
+        version.body = body.to_owned();
+        version.n += 1;
+    }
+
+    /// While `failing`, `/versioned/{name}` answers 500.
+    pub fn set_failing(&self, name: &str, failing: bool) {
+        let mut versions = self.versions.lock().expect("versions lock");
+        versions.entry(name.to_owned()).or_default().failing = failing;
     }
 
     /// Serves this robots.txt from now on.
@@ -358,4 +390,47 @@ async fn image(hits: Hits, req: actix_web::HttpRequest) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("image/png")
         .body(vec![0x89, b'P', b'N', b'G'])
+}
+
+/// The page's current version: 500 while failing, 304 when the request names it, else the page.
+/// 304s are counted under `{path}#304`.
+async fn versioned(
+    hits: Hits,
+    versions: web::Data<Versions>,
+    req: actix_web::HttpRequest,
+    name: web::Path<String>,
+) -> HttpResponse {
+    count(&hits, &req);
+    let version = versions
+        .lock()
+        .expect("versions lock")
+        .get(name.as_str())
+        .cloned()
+        .unwrap_or_default();
+    if version.failing {
+        return HttpResponse::InternalServerError().body("down");
+    }
+    let etag = format!("\"v{}\"", version.n);
+    let asked = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok());
+    if asked == Some(etag.as_str()) {
+        *hits
+            .lock()
+            .expect("hits lock")
+            .entry(format!("{}#304", req.path()))
+            .or_default() += 1;
+        return HttpResponse::NotModified()
+            .insert_header(("etag", etag))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("etag", etag))
+        .body(format!(
+            "<!doctype html><html><head><title>{name}</title></head><body><article><h1>{name}</h1>\
+             <p>{}</p><p>{}</p></article></body></html>",
+            version.body, version.body
+        ))
 }

@@ -369,7 +369,7 @@ async fn bookmarks_can_be_edited_listed_in_pages_and_deleted() {
     );
     for (body, code) in [
         (json!({}), "empty_patch"),
-        (json!({"url": "https://x.y/"}), "invalid_body"),
+        (json!({"colour": "red"}), "invalid_body"),
         (json!({"title": "t".repeat(501)}), "invalid_field"),
     ] {
         let res = api

@@ -134,6 +134,7 @@ async fn the_clock_takes_back_a_job_left_running() {
         job_id: stuck.clone(),
         user_id,
         bookmark_id: record.bookmark_id.expect("bookmark"),
+        refresh: false,
     };
     queues
         .enqueue(ticket, &stage, Some(Duration::from_secs(3600)))

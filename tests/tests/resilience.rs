@@ -610,6 +610,7 @@ async fn idle_worker_picks_up_without_a_wakeup_message() {
             job_id: job_id.clone(),
             user_id,
             bookmark_id: bookmark.id,
+            refresh: false,
         };
         let ticket = Ticket {
             queue: QueueName::Scrape,

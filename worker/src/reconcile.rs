@@ -13,6 +13,7 @@ use std::time::Duration;
 use apalis::prelude::BoxDynError;
 use fuze_shared::{
     config::Config,
+    domain::JobKind,
     jobs::{JobQueues, Lane, Owner, QueueName, StageJob, Ticket, queue::new_task_id},
 };
 use sqlx::{FromRow, PgPool};
@@ -27,6 +28,7 @@ struct Candidate {
     user_id: Uuid,
     bookmark_id: Uuid,
     stage: String,
+    kind: String,
     task_id: String,
     lane: Lane,
     /// Running for longer than any run may take.
@@ -43,7 +45,7 @@ pub async fn requeue_stale(
     let stale: Duration = config.clock.stale_after;
     let running_stale: Duration = config.jobs.running_stale_after;
     let candidates: Vec<Candidate> = sqlx::query_as(
-        "SELECT id, user_id, bookmark_id, stage, task_id, lane, \
+        "SELECT id, user_id, bookmark_id, stage, kind, task_id, lane, \
            (state = 'running' AND updated_at < now() - make_interval(secs => $2)) AS stuck_running \
          FROM jobs \
          WHERE state IN ('queued', 'retrying', 'running') AND user_id IS NOT NULL AND bookmark_id IS NOT NULL \
@@ -98,6 +100,7 @@ pub async fn requeue_stale(
             job_id: job.id.clone(),
             user_id: job.user_id,
             bookmark_id: job.bookmark_id,
+            refresh: job.kind == JobKind::Refresh.as_str(),
         };
         queues.enqueue_stage(next, &stage).await?;
         tracing::warn!(

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
-    bookmarks::{self, Bookmark, Changes},
+    bookmarks::{self, Bookmark, Changes, UpdateError},
     cache::CacheType,
     domain::{BookmarkUrl, JobKind},
     events::{self, Event},
@@ -119,6 +119,7 @@ async fn save(
         job_id: job_id.clone(),
         user_id: user.0,
         bookmark_id: bookmark.id,
+        refresh: false,
     };
     let ticket = Ticket {
         queue: QueueName::Scrape,
@@ -295,6 +296,17 @@ struct EditRequest {
     title: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     notes: Option<Option<String>>,
+    /// A new address: the page is fetched anew from it (a refresh job).
+    url: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EditResponse {
+    #[serde(flatten)]
+    bookmark: Bookmark,
+    /// The refresh job, when the URL changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job: Option<JobView>,
 }
 
 async fn edit(
@@ -311,25 +323,47 @@ async fn edit(
                 Some(inner) => Ok(Some(optional_text(name, inner.as_deref(), max)?)),
             }
         };
+    let url = body
+        .url
+        .as_deref()
+        .map(|raw| BookmarkUrl::parse(raw, limits.max_url_len))
+        .transpose()
+        .map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
     let changes = Changes {
         title: field("title", &body.title, limits.max_title_chars)?,
         notes: field("notes", &body.notes, limits.max_notes_chars)?,
+        url: url.map(|u| (u.as_str().to_owned(), u.hash())),
     };
-    if changes.title.is_none() && changes.notes.is_none() {
+    if changes.title.is_none() && changes.notes.is_none() && changes.url.is_none() {
         return Err(ApiError::unprocessable(
             "empty_patch",
-            "nothing to change: send title and/or notes",
+            "nothing to change: send title, notes and/or url",
         ));
     }
+    if changes.url.is_some() {
+        // The new page is fetched by a refresh, which waits for no other job of the bookmark.
+        super::refresh::ensure_idle(&state, *id).await?;
+    }
     let bookmark = bookmarks::update(&state.db, user.0, *id, &changes)
-        .await?
+        .await
+        .map_err(|e| match e {
+            UpdateError::UrlTaken => ApiError::Conflict(e.to_string()),
+            UpdateError::Db(db) => db.into(),
+        })?
         .ok_or(ApiError::NotFound)?;
     publish_change(&state, user.0).await;
     state
         .feeds
         .bookmark(&state.redis, user.0, bookmark.id, BookmarkChange::Updated)
         .await;
-    Ok(HttpResponse::Ok().json(bookmark))
+    let job = match changes.url {
+        Some(_) => Some(JobView::new(
+            super::refresh::start(&state, user.0, bookmark.id).await?,
+            &state,
+        )),
+        None => None,
+    };
+    Ok(HttpResponse::Ok().json(EditResponse { bookmark, job }))
 }
 
 async fn remove(

@@ -34,7 +34,7 @@ async fn open(
                 .metrics
                 .scheduling
                 .limited
-                .with_label_values(&["/api/v1/events", "too_many_streams"])
+                .with_label_values(&["events", "too_many_streams"])
                 .inc();
             return Err(ApiError::Limited {
                 code: "too_many_streams",

@@ -61,10 +61,13 @@ async fn list(
         .transpose()?;
     let kind = match query.kind.as_deref() {
         None => None,
-        Some(k) if k == JobKind::Ingest.as_str() => Some(k),
-        Some(_) => {
-            return Err(ApiError::bad_request("invalid_kind", "kind must be ingest"));
-        }
+        Some(k) => Some(
+            JobKind::parse(k)
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_kind", "kind must be ingest or refresh")
+                })?
+                .as_str(),
+        ),
     };
     let after = cursor(query.cursor.as_deref(), keyset::decode)?;
     let filter = records::JobFilter {

@@ -11,6 +11,7 @@ mod imports;
 mod jobs;
 mod projects;
 mod recommendations;
+mod refresh;
 mod search;
 mod session;
 
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(limits::per_user))
             .wrap(from_fn(authenticate))
             .configure(bookmarks::configure)
+            .configure(refresh::configure)
             .configure(analysis::configure)
             .configure(jobs::configure)
             .configure(events::configure)

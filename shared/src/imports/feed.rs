@@ -141,6 +141,7 @@ pub async fn feed(
             job_id: job_id.clone(),
             user_id,
             bookmark_id,
+            refresh: false,
         };
         if let Err(e) = queues.enqueue_silently(ticket, &payload, None).await {
             tracing::warn!(job = job_id, error = %format!("{e:#}"), "import crawl not enqueued; the reconciler will");

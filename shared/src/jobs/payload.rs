@@ -11,6 +11,9 @@ pub struct StageJob {
     pub job_id: String,
     pub user_id: Uuid,
     pub bookmark_id: Uuid,
+    /// A refresh of a page already saved (`JobKind::Refresh`), not its first fetch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh: bool,
 }
 
 /// Load hot read-path keys into the Redis cache: one user's, or the most active users'.

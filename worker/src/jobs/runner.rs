@@ -361,7 +361,8 @@ async fn settle_failure<J: Job>(
         if !records::fail(&mut *tx, &job.job_id, &run.ticket, code, &message).await? {
             return Ok::<_, sqlx::Error>(false);
         }
-        if J::FAILURE_FAILS_BOOKMARK {
+        // A refresh that fails keeps the page's last good content.
+        if J::FAILURE_FAILS_BOOKMARK && !job.refresh {
             bookmarks::mark_failed(&mut *tx, job.user_id, job.bookmark_id, &message).await?;
         }
         tx.commit().await?;

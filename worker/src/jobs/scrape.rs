@@ -1,6 +1,11 @@
 //! ScrapeJob: fetch the saved page (or reuse a recent scrape of the same URL), store what was
 //! extracted, and hand the job to the embed stage.
 //!
+//! A refresh (`StageJob::refresh`) always asks the site, with the validators of the last fetch
+//! (`If-None-Match`, `If-Modified-Since`): a 304, or a page whose title, description and text are
+//! as stored, ends the job here (nothing to embed again); a changed page goes on as a save does.
+//! A refresh that fails leaves the bookmark's last good content as it was (`runner`).
+//!
 //! Before it is claimed, a scrape waits for its host's turn (`politeness`): the host's in-flight
 //! cap, the interval between request starts, a `Retry-After` it sent, its breaker, and its
 //! robots.txt (fetched once per origin and day with a turn of its own).
@@ -8,10 +13,10 @@
 use std::time::{Duration, Instant};
 
 use fuze_shared::{
-    bookmarks::{self, Scraped},
+    bookmarks::{self, Refreshed, Scraped},
     config::Config,
     domain::BookmarkUrl,
-    jobs::{Owner, QueueName, StageJob},
+    jobs::{Owner, QueueName, StageJob, records},
 };
 use redis::AsyncCommands;
 
@@ -23,7 +28,7 @@ use super::{
 use crate::{
     context::JobContext,
     politeness::{Lease, Turn, robots::Verdict},
-    scrape::{ExtractedPage, ScrapeError},
+    scrape::{ExtractedPage, Refetched, ScrapeError, Validators},
 };
 
 /// Fetches and extracts a saved page.
@@ -95,31 +100,59 @@ impl Job for Scrape {
                     "the site's robots.txt could not be read",
                 ));
             }
-            Ready::Cached(_, page) => page.bounded(ctx.scraper.field_limits()),
+            Ready::Cached(_, page) => (
+                page.bounded(ctx.scraper.field_limits()),
+                Validators::default(),
+            ),
             Ready::Fetch(url, lease) => {
-                let fetched = fetch_and_extract(ctx, &url).await;
+                let known = if job.refresh {
+                    known_validators(ctx, &job).await?
+                } else {
+                    Validators::default()
+                };
+                let fetched = fetch_and_extract(ctx, &url, &known).await;
                 lease.release().await;
-                let page = settle_host(ctx, &url, fetched)
-                    .await?
-                    .bounded(ctx.scraper.field_limits());
+                let Some((page, validators)) = settle_host(ctx, &url, fetched).await? else {
+                    // 304: the page is as it was.
+                    return finish_unchanged(ctx, run, &job).await;
+                };
+                let page = page.bounded(ctx.scraper.field_limits());
                 cache_page(ctx, &url, &page).await;
-                page
+                (page, validators)
             }
         };
+        let (page, validators) = page;
         let scraped = Scraped {
             title: page.title.as_deref(),
             description: page.description.as_deref(),
             canonical_url: page.canonical_url.as_deref(),
             text: &page.text,
+            etag: validators.etag.as_deref(),
+            last_modified: validators.last_modified.as_deref(),
         };
-        let stored = ctx
-            .metrics
-            .db
-            .time(
-                "store_scraped",
-                bookmarks::store_scraped(&ctx.db, job.user_id, job.bookmark_id, &scraped),
-            )
-            .await?;
+        let stored = if job.refresh {
+            let refreshed = ctx
+                .metrics
+                .db
+                .time(
+                    "store_scraped",
+                    bookmarks::store_refreshed(&ctx.db, job.user_id, job.bookmark_id, &scraped),
+                )
+                .await?;
+            match refreshed {
+                Refreshed::Unchanged => return finish_unchanged(ctx, run, &job).await,
+                Refreshed::Changed => true,
+                Refreshed::Gone => false,
+            }
+        } else {
+            ctx.metrics
+                .db
+                .time(
+                    "store_scraped",
+                    bookmarks::store_scraped(&ctx.db, job.user_id, job.bookmark_id, &scraped),
+                )
+                .await?
+        };
         if !stored {
             return Err(Failure::permanent(
                 "bookmark_deleted",
@@ -155,7 +188,10 @@ async fn admit(
         Ok(url) => url,
         Err(e) => return Ok(Admission::Go(Ready::Invalid(e.to_string()))),
     };
-    if let Some(page) = cached_page(ctx, &url).await {
+    // A refresh asks the site itself.
+    if !job.refresh
+        && let Some(page) = cached_page(ctx, &url).await
+    {
         return Ok(Admission::Go(Ready::Cached(url, page)));
     }
     let host = host_of(&url);
@@ -234,12 +270,35 @@ fn host_of(url: &BookmarkUrl) -> String {
         .to_ascii_lowercase()
 }
 
+/// A refresh found the page as it was: the job is done, nothing to embed again.
+async fn finish_unchanged(ctx: &JobContext, run: &Run, job: &StageJob) -> Result<(), Failure> {
+    let settled = runner::until_written(ctx, "job_settle", || {
+        records::succeed(&ctx.db, &job.job_id, &run.ticket)
+    })
+    .await;
+    if settled == records::Settled::NotHeld {
+        return Err(Failure::Superseded);
+    }
+    ctx.job_changed(&job.job_id).await;
+    Ok(())
+}
+
+/// The validators of the page's last fetch, sent back by a refresh.
+async fn known_validators(ctx: &JobContext, job: &StageJob) -> Result<Validators, Failure> {
+    let stored = bookmarks::fetch_validators(&ctx.db, job.user_id, job.bookmark_id).await?;
+    let (etag, last_modified) = stored.unwrap_or_default();
+    Ok(Validators {
+        etag,
+        last_modified,
+    })
+}
+
 /// Tells the host's politeness state how the fetch went, and turns the outcome into the job's.
-async fn settle_host(
+async fn settle_host<T>(
     ctx: &JobContext,
     url: &BookmarkUrl,
-    fetched: Result<ExtractedPage, ScrapeError>,
-) -> Result<ExtractedPage, Failure> {
+    fetched: Result<T, ScrapeError>,
+) -> Result<T, Failure> {
     let host = host_of(url);
     let politeness = &ctx.politeness;
     let noted = match &fetched {
@@ -264,25 +323,35 @@ async fn settle_host(
     Ok(fetched?)
 }
 
+/// Fetches (conditionally, when `known` has validators) and extracts; `None` for a 304.
 async fn fetch_and_extract(
     ctx: &JobContext,
     url: &BookmarkUrl,
-) -> Result<ExtractedPage, ScrapeError> {
+    known: &Validators,
+) -> Result<Option<(ExtractedPage, Validators)>, ScrapeError> {
     let started = Instant::now();
-    let fetched = ctx.scraper.fetch(url.as_url()).await;
+    let fetched = ctx.scraper.fetch_if_changed(url.as_url(), known).await;
     ctx.metrics
         .scrape_duration
         .observe(started.elapsed().as_secs_f64());
-    let class = fetched.as_ref().map_or_else(|e| e.class(), |_| "ok");
+    let class = match &fetched {
+        Ok(Refetched::Page(_)) => "ok",
+        Ok(Refetched::NotModified) => "not_modified",
+        Err(e) => e.class(),
+    };
     ctx.metrics.scrape_fetches.with_label_values(&[class]).inc();
-    let fetched = fetched?;
+    let Refetched::Page(fetched) = fetched? else {
+        return Ok(None);
+    };
     ctx.metrics
         .scrape_response_bytes
         .observe(fetched.bytes as f64);
+    let validators = fetched.validators.clone();
     // Extraction of a large page is CPU work: keep it off the async threads.
-    tokio::task::spawn_blocking(move || fetched.extract())
+    let page = tokio::task::spawn_blocking(move || fetched.extract())
         .await
-        .map_err(|e| ScrapeError::Network(format!("extraction panicked: {e}")))
+        .map_err(|e| ScrapeError::Network(format!("extraction panicked: {e}")))?;
+    Ok(Some((page, validators)))
 }
 
 async fn cached_page(ctx: &JobContext, url: &BookmarkUrl) -> Option<ExtractedPage> {

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED,
+    LOCATION, RETRY_AFTER,
+};
 use url::Url;
 
 use super::body;
@@ -29,6 +32,47 @@ pub struct FetchedPage {
     pub body: String,
     /// Body size in bytes as received (after content decoding, before charset decoding).
     pub bytes: usize,
+    /// What the response said about the page's version, for the next conditional request.
+    pub validators: Validators,
+}
+
+/// A page version's `ETag` and `Last-Modified`, as the server sent them (bounded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Validators {
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    /// Longer header values are not kept: no real validator is this long.
+    const MAX_CHARS: usize = 256;
+
+    fn of(headers: &HeaderMap) -> Self {
+        let read = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty() && v.len() <= Self::MAX_CHARS)
+                .map(str::to_owned)
+        };
+        Self {
+            etag: read(ETAG),
+            last_modified: read(LAST_MODIFIED),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+}
+
+/// A conditional fetch's answer.
+#[derive(Debug, Clone)]
+pub enum Refetched {
+    /// The server says the page has not changed since `Validators` (304).
+    NotModified,
+    Page(FetchedPage),
 }
 
 impl FetchedPage {
@@ -85,17 +129,36 @@ impl Scraper {
 
     /// Fetches `url`, following up to `max_redirects` redirects, within `total_timeout`.
     pub async fn fetch(&self, url: &Url) -> Result<FetchedPage, ScrapeError> {
+        match self.fetch_if_changed(url, &Validators::default()).await? {
+            Refetched::Page(page) => Ok(page),
+            // Not asked for: a server that answers 304 anyway gave us no page.
+            Refetched::NotModified => Err(ScrapeError::Network(format!(
+                "unexpected status 304 from {url}"
+            ))),
+        }
+    }
+
+    /// As [`Scraper::fetch`], sending `known` back (`If-None-Match`, `If-Modified-Since`) so an
+    /// unchanged page answers 304 without a body.
+    pub async fn fetch_if_changed(
+        &self,
+        url: &Url,
+        known: &Validators,
+    ) -> Result<Refetched, ScrapeError> {
         // One deadline for everything (DNS, connects, redirects, a slow-dripping body):
         // per-operation timeouts alone would let a server keep us busy indefinitely.
-        match tokio::time::timeout(self.cfg.total_timeout, self.fetch_inner(url)).await {
+        match tokio::time::timeout(self.cfg.total_timeout, self.fetch_inner(url, known)).await {
             Ok(result) => result,
             Err(_elapsed) => Err(ScrapeError::Timeout),
         }
     }
 
-    async fn fetch_inner(&self, start: &Url) -> Result<FetchedPage, ScrapeError> {
-        let (url, resp) = self.follow_redirects(start).await?;
+    async fn fetch_inner(&self, start: &Url, known: &Validators) -> Result<Refetched, ScrapeError> {
+        let (url, resp) = self.follow_redirects(start, known).await?;
         let status = resp.status();
+        if status == StatusCode::NOT_MODIFIED && !known.is_empty() {
+            return Ok(Refetched::NotModified);
+        }
         if matches!(status.as_u16(), 429 | 503)
             && let Some(wait) = retry_after(resp.headers())
         {
@@ -115,14 +178,14 @@ impl Scraper {
                 "unexpected status {status} from {url}"
             )));
         }
-        self.read_page(url, resp).await
+        self.read_page(url, resp).await.map(Refetched::Page)
     }
 
     /// Fetches a site's robots.txt through the same guard and limits (its own size cap, any
     /// content type): the final status and, for a success, the body.
     pub async fn fetch_robots_txt(&self, url: &Url) -> Result<(u16, Vec<u8>), ScrapeError> {
         let fetch = async {
-            let (_, resp) = self.follow_redirects(url).await?;
+            let (_, resp) = self.follow_redirects(url, &Validators::default()).await?;
             let status = resp.status().as_u16();
             if !resp.status().is_success() {
                 return Ok((status, Vec::new()));
@@ -137,18 +200,27 @@ impl Scraper {
 
     /// GETs `start`, following up to `max_redirects` redirects with a guard check per hop.
     /// Returns the last hop's URL and response, whatever its status.
-    async fn follow_redirects(&self, start: &Url) -> Result<(Url, reqwest::Response), ScrapeError> {
+    /// `known` goes with every hop: a redirecting hop ignores it.
+    async fn follow_redirects(
+        &self,
+        start: &Url,
+        known: &Validators,
+    ) -> Result<(Url, reqwest::Response), ScrapeError> {
         let mut current = start.clone();
         let mut redirects = 0usize;
         loop {
             check_url(&current, &self.cfg.allow_internal)?;
-            let resp = self
+            let mut request = self
                 .client
                 .get(current.clone())
-                .header(ACCEPT, ACCEPT_VALUE)
-                .send()
-                .await
-                .map_err(send_error)?;
+                .header(ACCEPT, ACCEPT_VALUE);
+            if let Some(etag) = &known.etag {
+                request = request.header(IF_NONE_MATCH, etag);
+            }
+            if let Some(at) = &known.last_modified {
+                request = request.header(IF_MODIFIED_SINCE, at);
+            }
+            let resp = request.send().await.map_err(send_error)?;
             let status = resp.status();
             if !is_followed_redirect(status) {
                 return Ok((current, resp));
@@ -178,6 +250,7 @@ impl Scraper {
         resp: reqwest::Response,
     ) -> Result<FetchedPage, ScrapeError> {
         let status = resp.status().as_u16();
+        let validators = Validators::of(resp.headers());
         let header = resp
             .headers()
             .get(CONTENT_TYPE)
@@ -196,6 +269,7 @@ impl Scraper {
             content_type,
             bytes: raw.len(),
             body: text,
+            validators,
         })
     }
 }

@@ -21,5 +21,5 @@ mod tighten;
 
 pub use error::ScrapeError;
 pub use extract::{ExtractedPage, FieldLimits, extract};
-pub use fetch::{FetchedPage, Scraper};
+pub use fetch::{FetchedPage, Refetched, Scraper, Validators};
 pub use fuze_shared::config::ScraperConfig;
