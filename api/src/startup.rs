@@ -86,6 +86,12 @@ impl Application {
         let lane = QueryLane::start(redis.clone(), &keys, config.redis_url.clone());
         let limits = UserLimits::new(redis.clone(), keys.clone(), config.quotas.clone());
         metrics.scheduling.initialise_limits(crate::limits::ROUTES);
+        // The event streams' cap is not one of the limits middleware's; exported from the start too.
+        metrics
+            .scheduling
+            .limited
+            .with_label_values(&["events", "too_many_streams"])
+            .reset();
         for format in crate::imports::parse::Format::ALL {
             metrics
                 .imports

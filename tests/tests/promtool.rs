@@ -114,7 +114,8 @@ fn the_dashboard_imports_anywhere() {
             "Cache",
             "Database and Redis",
             "Scheduling and politeness",
-            "Imports"
+            "Imports",
+            "Live events"
         ]
     );
     let mut ids = HashSet::new();
