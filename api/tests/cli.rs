@@ -13,7 +13,8 @@ fn an_unknown_command_prints_the_usage_and_fails() {
     assert!(!out.status.success(), "an unknown command must fail");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("usage: fuze-api [serve | migrate | create-user <email>]"),
+        stderr.contains("unrecognized subcommand 'no-such-command'")
+            && stderr.contains("Usage: fuze-api [COMMAND]"),
         "{stderr}"
     );
 }

@@ -49,6 +49,8 @@ async fn redis_comes_back_to_its_baseline_after_thousands_of_runs() {
         ("FUZE_TTL_ANALYSIS_S", "1"),
         ("FUZE_TTL_QUERY_S", "1"),
         ("FUZE_SCRAPE_ROBOTS_TTL_S", "1"),
+        // The user's kept events (their event stream) go a second after the last one.
+        ("FUZE_EVENTS_RETAIN_S", "1"),
         ("FUZE_JOB_FAILED_RETENTION_S", "2"),
         ("FUZE_RATE_WRITES_PER_S", "0"),
         ("FUZE_CLOCK_RECONCILE_SCHEDULE", "* * * * * *"),
