@@ -127,10 +127,6 @@ impl Feed {
         &self.config
     }
 
-    pub fn keys(&self) -> &Keys {
-        &self.keys
-    }
-
     /// Sends the event to the user's streams; logs and carries on when Redis does not answer.
     pub async fn publish(&self, conn: &mut ConnectionManager, user_id: Uuid, event: &FeedEvent) {
         if let Err(e) = self.try_publish(conn, user_id, event).await {
