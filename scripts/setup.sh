@@ -171,6 +171,27 @@ ensure_prometheus() {
   command -v promtool >/dev/null || { echo "promtool missing after installing prometheus" >&2; exit 1; }
 }
 
+# Swagger UI (served at /docs) and the OpenAPI validator, from the npm registry, as locked in
+# api/web/package-lock.json. Install scripts stay off: nothing here needs one.
+ensure_web_packages() {
+  command -v npm >/dev/null || { log "installing Node.js and npm (Debian)"; apt_install nodejs npm; }
+  local want stamp=api/web/node_modules/.fuze-lock-sha256
+  want=$(sha256sum api/web/package-lock.json | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then log "web packages present"; return; fi
+  log "installing web packages (npm ci)"
+  npm ci --prefix api/web --ignore-scripts --no-fund --no-audit --loglevel=error >/dev/null
+  echo "$want" >"$stamp"
+}
+
+# Debian's Chromium and its WebDriver, for the browser tests of the web app.
+ensure_browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    log "$(chromium --version 2>/dev/null | head -1) and chromedriver present"; return
+  fi
+  log "installing chromium and chromium-driver (Debian)"
+  apt_install chromium chromium-driver
+}
+
 ensure_postgres
 ensure_pgvector
 ensure_redis
@@ -178,4 +199,6 @@ ensure_model
 ensure_database
 ensure_tools
 ensure_prometheus
+ensure_web_packages
+ensure_browser
 log "ready: DATABASE_URL=$DATABASE_URL REDIS_URL=$REDIS_URL FUZE_MODEL_DIR=$FUZE_MODEL_DIR"

@@ -5,7 +5,8 @@ use actix_web::{
     error::{JsonPayloadError, PathError, QueryPayloadError},
     http::{StatusCode, header},
 };
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -125,8 +126,28 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        res.json(json!({ "error": { "code": self.code(), "message": self.to_string() } }))
+        res.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        })
     }
+}
+
+/// Every error answer: `{"error": {"code", "message"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable, such as `not_found` or `invalid_url`; each route's answers
+    /// name the codes it gives.
+    code: &'static str,
+    /// For people; may change between versions.
+    message: String,
 }
 
 /// Maps actix's JSON body errors onto stable codes: 413 too large, 415 wrong type, 400 malformed,

@@ -20,6 +20,7 @@ pub mod feed;
 pub mod imports;
 pub mod job_retry;
 pub mod limits;
+pub mod openapi;
 pub mod read;
 pub mod routes;
 pub mod startup;

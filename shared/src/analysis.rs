@@ -20,7 +20,7 @@ pub struct NewAnalysis {
 }
 
 /// An analysis as `GET /bookmarks/{id}/analysis` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Analysis {
     pub bookmark_id: Uuid,
     pub keywords: Vec<String>,

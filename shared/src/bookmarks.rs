@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::{embedding::EmbeddingSpace, keyset};
 
 /// A bookmark as lists show it (no page text: pages stay small and cacheable).
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Bookmark {
     pub id: Uuid,
     pub url: String,
@@ -17,6 +17,7 @@ pub struct Bookmark {
     pub notes: Option<String>,
     pub description: Option<String>,
     pub canonical_url: Option<String>,
+    /// `pending`, `scraped`, `ready`, `failed`, or `not_crawled` (imported without fetching).
     pub status: String,
     pub error: Option<String>,
     pub has_embedding: bool,
@@ -25,7 +26,7 @@ pub struct Bookmark {
 }
 
 /// A bookmark in a list page, with the headline of its analysis (empty until it is analysed).
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct ListedBookmark {
     #[serde(flatten)]
     #[sqlx(flatten)]
@@ -36,7 +37,7 @@ pub struct ListedBookmark {
 }
 
 /// One bookmark with its extracted text and, on request, its embedding.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BookmarkDetail {
     #[serde(flatten)]
     pub bookmark: Bookmark,

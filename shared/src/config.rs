@@ -74,6 +74,9 @@ pub struct ApiConfig {
     pub auth_cache_capacity: usize,
     /// Suggested delay between two polls of a job that is not finished.
     pub job_poll_interval: Duration,
+    /// Where the API reference page's assets (the `swagger-ui-dist` package) are; by default
+    /// where `scripts/setup.sh` installs them.
+    pub docs_assets_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -496,6 +499,9 @@ impl Config {
                 page_size_default: env.parse("FUZE_PAGE_SIZE_DEFAULT", 20)?,
                 page_size_max: env.parse("FUZE_PAGE_SIZE_MAX", 100)?,
                 job_poll_interval: env.millis("FUZE_JOB_POLL_INTERVAL_MS", 500)?,
+                docs_assets_dir: get("FUZE_DOCS_ASSETS_DIR")
+                    .filter(|d| !d.is_empty())
+                    .map(Into::into),
                 max_query_chars: env.parse("FUZE_MAX_QUERY_CHARS", 500)?,
                 search_limit_max: env.parse("FUZE_SEARCH_LIMIT_MAX", 50)?,
                 search_fusion_depth: env.parse("FUZE_SEARCH_FUSION_DEPTH", 50)?,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 pub use crate::bookmarks::Cursor;
 
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Project {
     pub id: Uuid,
     pub name: String,
@@ -29,7 +29,7 @@ impl Project {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Task {
     pub id: Uuid,
     pub project_id: Uuid,

@@ -13,9 +13,11 @@ use crate::{
 };
 
 /// A page of a keyset-paginated list.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
+    /// Newest first.
     pub items: Vec<T>,
+    /// Pass as `cursor` for the following page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 

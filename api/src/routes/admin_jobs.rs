@@ -1,6 +1,7 @@
 //! `GET /api/v1/admin/jobs` (queue depth, job counts, failed jobs with their errors) and
 //! `POST /api/v1/admin/jobs/{id}/retry` (put a failed job back in its queue). Admin only.
 
+use super::table::Routes;
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
@@ -13,11 +14,12 @@ use fuze_shared::{
     metrics::queues::queue_depth,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::Admin,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     routes::{
         common::{Page, cursor, page_size},
         jobs::JobView,
@@ -25,20 +27,25 @@ use crate::{
     state::AppState,
 };
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/jobs", web::get().to(overview))
-        .route("/admin/jobs/{id}/retry", web::post().to(retry));
+#[derive(OpenApi)]
+#[openapi(paths(overview, retry))]
+pub struct Api;
+
+pub fn configure(r: &mut Routes) {
+    r.resource("/admin/jobs", |m| m.get(overview));
+    r.resource("/admin/jobs/{id}/retry", |m| m.post(retry));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct FailedQuery {
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
 /// A queue as apalis-redis holds it right now (`null` counts when Redis did not answer).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct QueueView {
     /// Deliveries apalis holds for a free worker.
     ready: Option<i64>,
@@ -49,13 +56,13 @@ struct QueueView {
     waiting: Option<BTreeMap<&'static str, LaneView>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct LaneView {
     ready: i64,
     delayed: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct FailedJob {
     id: String,
     kind: String,
@@ -70,10 +77,11 @@ struct FailedJob {
     created_at: DateTime<Utc>,
     failed_at: Option<DateTime<Utc>>,
     #[serde(skip)]
+    #[schema(ignore)]
     cursor: FailedCursor,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ErrorView {
     code: Option<String>,
     message: Option<String>,
@@ -101,7 +109,7 @@ impl From<JobRecord> for FailedJob {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Overview {
     /// Tasks per apalis-redis queue and place (ready, scheduled, dead).
     queues: BTreeMap<&'static str, QueueView>,
@@ -111,6 +119,15 @@ struct Overview {
     failed: Page<FailedJob>,
 }
 
+/// Queue depths, job counts per stage and state, and a page of failed jobs (newest first).
+#[utoipa::path(
+    get, path = "/api/v1/admin/jobs", tag = "admin",
+    params(FailedQuery),
+    responses(
+        (status = 200, description = "The overview", body = Overview),
+        (status = 400, description = "`invalid_limit`, `invalid_cursor`, `invalid_query`", body = ErrorBody),
+    ),
+)]
 async fn overview(
     state: web::Data<AppState>,
     _admin: Admin,
@@ -181,6 +198,15 @@ fn page(query: &FailedQuery, state: &AppState) -> Result<(u32, Option<FailedCurs
 }
 
 /// Retries a failed job of any user (`crate::job_retry`). 202 with the job; 409 unless failed.
+#[utoipa::path(
+    post, path = "/api/v1/admin/jobs/{id}/retry", tag = "admin",
+    params(("id" = String, Path, description = "The job")),
+    responses(
+        (status = 202, description = "Queued again from the stage that failed", body = JobView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the job is not failed", body = ErrorBody),
+    ),
+)]
 async fn retry(
     state: web::Data<AppState>,
     _admin: Admin,

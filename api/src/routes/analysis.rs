@@ -1,20 +1,41 @@
 //! `GET /api/v1/bookmarks/{id}/analysis`: keywords, tags, reading time, language and quality of a
 //! bookmark, as the worker's analyze stage stored them; cached (24 h by default) with an ETag.
 
+use super::table::Routes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
     analysis,
     cache::{Bytes, CacheType},
     views,
 };
+use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::{auth::AuthUser, error::ApiError, read::cached_json, state::AppState};
+use crate::{
+    auth::AuthUser,
+    error::{ApiError, ErrorBody},
+    read::cached_json,
+    state::AppState,
+};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/bookmarks/{id}/analysis", web::get().to(get));
+#[derive(OpenApi)]
+#[openapi(paths(get))]
+pub struct Api;
+
+pub fn configure(r: &mut Routes) {
+    r.resource("/bookmarks/{id}/analysis", |m| m.get(get));
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/bookmarks/{id}/analysis", tag = "bookmarks",
+    params(("id" = Uuid, Path, description = "The bookmark")),
+    responses(
+        (status = 200, description = "The analysis", body = analysis::Analysis),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`analysis_not_ready`: not analysed yet; poll again", body = ErrorBody),
+    ),
+)]
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,

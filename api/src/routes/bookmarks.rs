@@ -1,8 +1,9 @@
 //! `/api/v1/bookmarks`: save (and enqueue scraping), list, get, edit, delete.
 
+use super::table::Routes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
-    bookmarks::{self, Bookmark, Changes, UpdateError},
+    bookmarks::{self, Bookmark, BookmarkDetail, Changes, ListedBookmark, UpdateError},
     cache::CacheType,
     domain::{BookmarkUrl, JobKind},
     events::{self, Event},
@@ -11,38 +12,39 @@ use fuze_shared::{
     views,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     read::cached_json,
     routes::{
-        common::{ListQuery, optional_text, present},
+        common::{ListQuery, Page, optional_text, present},
         jobs::JobView,
     },
     state::AppState,
 };
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/bookmarks").post(save).get(list))
-        .service(
-            web::resource("/bookmarks/{id}")
-                .get(get)
-                .patch(edit)
-                .delete(remove),
-        );
+#[derive(OpenApi)]
+#[openapi(paths(save, list, get, edit, remove))]
+pub struct Api;
+
+pub fn configure(r: &mut Routes) {
+    r.resource("/bookmarks", |m| m.post(save).get(list));
+    r.resource("/bookmarks/{id}", |m| m.get(get).patch(edit).delete(remove));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SaveRequest {
+    /// An http(s) link; normalized before it is stored.
     url: String,
     title: Option<String>,
     notes: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SaveResponse {
     bookmark: Bookmark,
     job: Option<JobView>,
@@ -50,6 +52,16 @@ struct SaveResponse {
 
 /// Saves a link. New: 202 with the queued job. Already saved by this user: 200 with the existing
 /// bookmark and its latest job. If the job cannot be enqueued the save is undone (503).
+#[utoipa::path(
+    post, path = "/api/v1/bookmarks", tag = "bookmarks",
+    request_body = SaveRequest,
+    responses(
+        (status = 202, description = "Saved; the scrape job is queued", body = SaveResponse),
+        (status = 200, description = "Already saved: the bookmark and its latest job", body = SaveResponse),
+        (status = 422, description = "`url_invalid`, `url_too_long`, `url_scheme`, `url_no_host`, `url_credentials`, `invalid_body`, `invalid_field`", body = ErrorBody),
+        (status = 429, description = "`too_many_pending_jobs` (or a per-user limit)", body = ErrorBody),
+    ),
+)]
 #[tracing::instrument(skip(state, body), fields(user = %user.0))]
 async fn save(
     state: web::Data<AppState>,
@@ -241,6 +253,15 @@ async fn announce(state: &AppState, event: &Event) {
 
 /// Newest first, keyset-paginated: `next_cursor` fetches the following page. Pages are served from
 /// the read cache as ready-made JSON with an ETag (304 on `If-None-Match`).
+#[utoipa::path(
+    get, path = "/api/v1/bookmarks", tag = "bookmarks",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of bookmarks, newest first", body = Page<ListedBookmark>),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 400, description = "`invalid_limit`, `invalid_cursor`, `invalid_query`", body = ErrorBody),
+    ),
+)]
 async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -260,13 +281,24 @@ async fn list(
     Ok(cached_json(&req, page))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct GetQuery {
     /// `embedding` adds the stored vector to the reply.
     include: Option<String>,
 }
 
+/// One bookmark with its extracted text.
+#[utoipa::path(
+    get, path = "/api/v1/bookmarks/{id}", tag = "bookmarks",
+    params(("id" = Uuid, Path, description = "The bookmark"), GetQuery),
+    responses(
+        (status = 200, description = "The bookmark with its text", body = BookmarkDetail),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such bookmark of this user", body = ErrorBody),
+    ),
+)]
 async fn get(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -289,18 +321,21 @@ async fn get(
     Ok(HttpResponse::Ok().json(detail))
 }
 
-#[derive(Deserialize)]
+/// Absent fields stay as they are; `null` clears a title or notes.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EditRequest {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     title: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     notes: Option<Option<String>>,
     /// A new address: the page is fetched anew from it (a refresh job).
     url: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct EditResponse {
     #[serde(flatten)]
     bookmark: Bookmark,
@@ -309,6 +344,18 @@ struct EditResponse {
     job: Option<JobView>,
 }
 
+/// Edits the title, notes or URL; a new URL is fetched again by a refresh job.
+#[utoipa::path(
+    patch, path = "/api/v1/bookmarks/{id}", tag = "bookmarks",
+    params(("id" = Uuid, Path, description = "The bookmark")),
+    request_body = EditRequest,
+    responses(
+        (status = 200, description = "The edited bookmark (with the refresh job when the URL changed)", body = EditResponse),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the user already has that URL, or a job of the bookmark is under way", body = ErrorBody),
+        (status = 422, description = "`empty_patch`, `invalid_field`, `invalid_body`, or a `url_*` code", body = ErrorBody),
+    ),
+)]
 async fn edit(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -366,6 +413,15 @@ async fn edit(
     Ok(HttpResponse::Ok().json(EditResponse { bookmark, job }))
 }
 
+/// Deletes the bookmark and everything derived from it.
+#[utoipa::path(
+    delete, path = "/api/v1/bookmarks/{id}", tag = "bookmarks",
+    params(("id" = Uuid, Path, description = "The bookmark")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+)]
 async fn remove(
     state: web::Data<AppState>,
     user: AuthUser,

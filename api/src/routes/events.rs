@@ -1,25 +1,44 @@
 //! `GET /api/v1/events`: the user's live events as Server-Sent Events (`crate::feed`).
 
+use super::table::Routes;
 use std::convert::Infallible;
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use utoipa::OpenApi;
+
 use crate::{
     auth::AuthUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     feed::stream::{Start, Stream},
     state::AppState,
 };
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/events").get(open));
+#[derive(OpenApi)]
+#[openapi(paths(open))]
+pub struct Api;
+
+pub fn configure(r: &mut Routes) {
+    r.resource("/events", |m| m.get(open));
 }
 
 /// Frames a stream may have written that the connection has not taken yet.
 const UNSENT_FRAMES: usize = 16;
 
+/// The user's live events as Server-Sent Events: `job`, `import` and `bookmark` events whose
+/// `data` is JSON, with the Redis stream id as the SSE `id`. First comes `ready` (after any replay);
+/// a `Last-Event-ID` too old to replay gets `resync` (read the state again). `: ping` comments
+/// keep the connection open.
+#[utoipa::path(
+    get, path = "/api/v1/events", tag = "events",
+    params(("Last-Event-ID" = Option<String>, Header, description = "The last event id seen: the events after it are sent first")),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`", content_type = "text/event-stream", body = String),
+        (status = 429, description = "`too_many_streams`: the user has the configured number of streams open", body = ErrorBody),
+    ),
+)]
 async fn open(
     req: HttpRequest,
     state: web::Data<AppState>,

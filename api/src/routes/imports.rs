@@ -1,5 +1,6 @@
 //! `/api/v1/imports`: upload an export file, follow its progress and items, control its crawl.
 
+use super::table::Routes;
 use actix_web::{
     HttpRequest, HttpResponse,
     http::header::{self, ETag, EntityTag},
@@ -13,11 +14,12 @@ use fuze_shared::imports::{
     progress::{self, Counts, ImportRecord, ItemView, Pace},
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     imports::{
         parse::Format,
         upload::{self, Options, UploadError},
@@ -29,20 +31,29 @@ use crate::{
     state::AppState,
 };
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/imports").post(create).get(list))
-        .service(web::resource("/imports/{id}").get(get))
-        .service(web::resource("/imports/{id}/items").get(items))
-        .service(web::resource("/imports/{id}/pause").post(pause))
-        .service(web::resource("/imports/{id}/resume").post(resume))
-        .service(web::resource("/imports/{id}/cancel").post(cancel))
-        .service(web::resource("/imports/{id}/retry-failed").post(retry_failed));
+#[derive(OpenApi)]
+#[openapi(
+    paths(create, list, get, items, pause, resume, cancel, retry_failed),
+    components(schemas(ItemState))
+)]
+pub struct Api;
+
+pub fn configure(r: &mut Routes) {
+    r.resource("/imports", |m| m.post(create).get(list));
+    r.resource("/imports/{id}", |m| m.get(get));
+    r.resource("/imports/{id}/items", |m| m.get(items));
+    r.resource("/imports/{id}/pause", |m| m.post(pause));
+    r.resource("/imports/{id}/resume", |m| m.post(resume));
+    r.resource("/imports/{id}/cancel", |m| m.post(cancel));
+    r.resource("/imports/{id}/retry-failed", |m| m.post(retry_failed));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct CreateQuery {
-    /// One of the formats' names; detected from the file when absent.
+    /// One of the formats' names (`netscape`, `pocket_html`, `pocket_csv`, `raindrop_csv`,
+    /// `csv`, `pinboard_json`, `url_list`); detected from the file when absent.
     format: Option<String>,
     /// Fetch and embed each page (default), or save titles, tags and dates only.
     crawl: Option<bool>,
@@ -51,7 +62,7 @@ struct CreateQuery {
 }
 
 /// An import with its progress, as every import route answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct ImportView {
     #[serde(flatten)]
     import: ImportRecord,
@@ -110,6 +121,17 @@ impl ImportView {
 
 /// Uploads an export file (the raw body; options in the query string). 202 once every entry is
 /// staged and visible in the bookmark list; the crawl goes on in the bulk lane.
+#[utoipa::path(
+    post, path = "/api/v1/imports", tag = "imports",
+    params(CreateQuery),
+    request_body(content = Vec<u8>, description = "The export file, as it is", content_type = "application/octet-stream"),
+    responses(
+        (status = 202, description = "Every entry is staged; the crawl goes on", body = ImportView),
+        (status = 400, description = "`invalid_query`, `invalid_format`, `upload_interrupted`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: over `FUZE_IMPORT_MAX_BYTES`", body = ErrorBody),
+        (status = 422, description = "`malformed_import`, `too_many_entries`", body = ErrorBody),
+    ),
+)]
 #[tracing::instrument(skip(state, body, query), fields(user = %user.0))]
 async fn create(
     req: HttpRequest,
@@ -229,6 +251,17 @@ async fn start_feeding(state: &AppState, import_id: Uuid) {
     }
 }
 
+/// The import and its progress; poll after `poll_after_ms` (also `Retry-After`), or follow the
+/// `import` events.
+#[utoipa::path(
+    get, path = "/api/v1/imports/{id}", tag = "imports",
+    params(("id" = Uuid, Path, description = "The import")),
+    responses(
+        (status = 200, description = "The import", body = ImportView),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+)]
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -255,13 +288,22 @@ async fn get(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListImportsQuery {
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/imports", tag = "imports",
+    params(ListImportsQuery),
+    responses(
+        (status = 200, description = "The user's imports, newest first", body = Page<ImportView>),
+        (status = 400, description = "`invalid_limit`, `invalid_cursor`, `invalid_query`", body = ErrorBody),
+    ),
+)]
 async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -288,20 +330,33 @@ async fn list(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ItemsQuery {
+    /// Only items in this state.
+    #[param(value_type = Option<ItemState>)]
     state: Option<String>,
     limit: Option<u32>,
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct ItemsPage {
     items: Vec<ItemView>,
     next_cursor: Option<String>,
 }
 
+/// The import's items in file order, e.g. `?state=failed` for what did not make it.
+#[utoipa::path(
+    get, path = "/api/v1/imports/{id}/items", tag = "imports",
+    params(("id" = Uuid, Path, description = "The import"), ItemsQuery),
+    responses(
+        (status = 200, description = "A page of items", body = ItemsPage),
+        (status = 400, description = "`invalid_query`, `invalid_limit`, `invalid_cursor`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+)]
 async fn items(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -344,6 +399,16 @@ async fn items(
     Ok(HttpResponse::Ok().json(ItemsPage { items, next_cursor }))
 }
 
+/// Pauses the crawl; saved items stay.
+#[utoipa::path(
+    post, path = "/api/v1/imports/{id}/pause", tag = "imports",
+    params(("id" = Uuid, Path, description = "The import")),
+    responses(
+        (status = 200, description = "The import after the change", body = ImportView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the import's state does not allow it", body = ErrorBody),
+    ),
+)]
 async fn pause(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -353,6 +418,16 @@ async fn pause(
     answer_control(&state, user.0, *id, changed).await
 }
 
+/// Resumes a paused import.
+#[utoipa::path(
+    post, path = "/api/v1/imports/{id}/resume", tag = "imports",
+    params(("id" = Uuid, Path, description = "The import")),
+    responses(
+        (status = 200, description = "The import after the change", body = ImportView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the import's state does not allow it", body = ErrorBody),
+    ),
+)]
 async fn resume(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -362,6 +437,16 @@ async fn resume(
     answer_control(&state, user.0, *id, changed).await
 }
 
+/// Cancels what is not crawled yet.
+#[utoipa::path(
+    post, path = "/api/v1/imports/{id}/cancel", tag = "imports",
+    params(("id" = Uuid, Path, description = "The import")),
+    responses(
+        (status = 200, description = "The import after the change", body = ImportView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the import's state does not allow it", body = ErrorBody),
+    ),
+)]
 async fn cancel(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -371,6 +456,16 @@ async fn cancel(
     answer_control(&state, user.0, *id, changed).await
 }
 
+/// Crawls the import's failed items again.
+#[utoipa::path(
+    post, path = "/api/v1/imports/{id}/retry-failed", tag = "imports",
+    params(("id" = Uuid, Path, description = "The import")),
+    responses(
+        (status = 200, description = "The import after the change", body = ImportView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the import's state does not allow it", body = ErrorBody),
+    ),
+)]
 async fn retry_failed(
     state: web::Data<AppState>,
     user: AuthUser,

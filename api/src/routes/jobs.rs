@@ -1,6 +1,7 @@
 //! The user's own jobs: `GET /api/v1/jobs` (newest first, by state and kind), `GET /jobs/{id}`
 //! (cheap status polling) and `POST /jobs/{id}/retry` (a failed one, again).
 
+use super::table::Routes;
 use actix_web::{
     HttpRequest, HttpResponse,
     http::header::{self, ETag, EntityTag},
@@ -14,31 +15,50 @@ use fuze_shared::{
     keyset,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     routes::common::{Page, cursor, not_modified, page_size},
     state::AppState,
 };
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/jobs").get(list))
-        .service(web::resource("/jobs/{id}").get(get))
-        .service(web::resource("/jobs/{id}/retry").post(retry));
+#[derive(OpenApi)]
+#[openapi(paths(list, get, retry))]
+pub struct Api;
+
+pub fn configure(r: &mut Routes) {
+    r.resource("/jobs", |m| m.get(list));
+    r.resource("/jobs/{id}", |m| m.get(get));
+    r.resource("/jobs/{id}/retry", |m| m.post(retry));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListJobsQuery {
+    /// Only jobs in this state.
+    #[param(value_type = Option<JobState>)]
     state: Option<String>,
+    /// Only jobs of this kind: `ingest` or `refresh`.
     kind: Option<String>,
+    /// Page size: 1 to the configured maximum.
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
 /// The user's jobs, newest first; `next_cursor` fetches the following page.
+#[utoipa::path(
+    get, path = "/api/v1/jobs", tag = "jobs",
+    params(ListJobsQuery),
+    responses(
+        (status = 200, description = "A page of the user's jobs, newest first", body = Page<JobView>),
+        (status = 400, description = "`invalid_state`, `invalid_kind`, `invalid_limit`, `invalid_cursor`, `invalid_query`", body = ErrorBody),
+    ),
+)]
 async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -87,6 +107,15 @@ async fn list(
 
 /// Runs the user's failed job again from the stage that failed. 202 with the job; 404 for
 /// another user's; 409 unless it is failed.
+#[utoipa::path(
+    post, path = "/api/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = "The job")),
+    responses(
+        (status = 202, description = "Queued again from the stage that failed", body = JobView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the job is not failed", body = ErrorBody),
+    ),
+)]
 async fn retry(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -96,14 +125,14 @@ async fn retry(
     Ok(HttpResponse::Accepted().json(JobView::new(job, &state)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobError {
     pub code: String,
     pub message: String,
 }
 
 /// A job as the frontend sees it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobView {
     pub id: String,
     pub kind: String,
@@ -160,6 +189,16 @@ impl JobView {
     }
 }
 
+/// One job, for status polling: ETag, `Retry-After` and `poll_after_ms` say when to ask again.
+#[utoipa::path(
+    get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+)]
 async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,

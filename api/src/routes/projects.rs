@@ -1,6 +1,7 @@
 //! `/api/v1/projects` and `/api/v1/projects/{id}/tasks`: create, list, get, edit, delete.
 //! A project that is not the caller's is 404 on every route, its tasks included.
 
+use super::table::Routes;
 use actix_web::{HttpResponse, web};
 use fuze_shared::{
     domain::bounded_text,
@@ -8,38 +9,44 @@ use fuze_shared::{
     projects::{self, Project, ProjectChanges, Task, TaskChanges},
 };
 use serde::Deserialize;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     routes::common::{ListQuery, Page, invalid_field, optional_text, present},
     state::AppState,
 };
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/projects")
-            .post(create_project)
-            .get(list_projects),
-    )
-    .service(
-        web::resource("/projects/{id}")
-            .get(get_project)
+#[derive(OpenApi)]
+#[openapi(paths(
+    create_project,
+    list_projects,
+    get_project,
+    edit_project,
+    remove_project,
+    create_task,
+    list_tasks,
+    get_task,
+    edit_task,
+    remove_task
+))]
+pub struct Api;
+
+pub fn configure(r: &mut Routes) {
+    r.resource("/projects", |m| m.post(create_project).get(list_projects));
+    r.resource("/projects/{id}", |m| {
+        m.get(get_project)
             .patch(edit_project)
-            .delete(remove_project),
-    )
-    .service(
-        web::resource("/projects/{id}/tasks")
-            .post(create_task)
-            .get(list_tasks),
-    )
-    .service(
-        web::resource("/projects/{id}/tasks/{task_id}")
-            .get(get_task)
-            .patch(edit_task)
-            .delete(remove_task),
-    );
+            .delete(remove_project)
+    });
+    r.resource("/projects/{id}/tasks", |m| {
+        m.post(create_task).get(list_tasks)
+    });
+    r.resource("/projects/{id}/tasks/{task_id}", |m| {
+        m.get(get_task).patch(edit_task).delete(remove_task)
+    });
 }
 
 /// Trimmed, bounded and not empty.
@@ -86,13 +93,21 @@ async fn publish_change(state: &AppState, user_id: Uuid, project_id: Uuid) {
 
 // ---- projects ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateProject {
     name: String,
     description: Option<String>,
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/projects", tag = "projects",
+    request_body = CreateProject,
+    responses(
+        (status = 201, description = "Created", body = Project),
+        (status = 422, description = "`invalid_field`, `invalid_body`", body = ErrorBody),
+    ),
+)]
 async fn create_project(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -112,6 +127,14 @@ async fn create_project(
 }
 
 /// Newest first, keyset-paginated: `next_cursor` fetches the following page.
+#[utoipa::path(
+    get, path = "/api/v1/projects", tag = "projects",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of projects", body = Page<Project>),
+        (status = 400, description = "`invalid_limit`, `invalid_cursor`, `invalid_query`", body = ErrorBody),
+    ),
+)]
 async fn list_projects(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -122,6 +145,15 @@ async fn list_projects(
     Ok(HttpResponse::Ok().json(Page::new(items, limit, Project::cursor)))
 }
 
+/// The project.
+#[utoipa::path(
+    get, path = "/api/v1/projects/{id}", tag = "projects",
+    params(("id" = Uuid, Path, description = "The project")),
+    responses(
+        (status = 200, description = "The project", body = Project),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+)]
 async fn get_project(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -133,15 +165,28 @@ async fn get_project(
     Ok(HttpResponse::Ok().json(project))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EditProject {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
 }
 
+/// Edits the name or description (`null` clears the description).
+#[utoipa::path(
+    patch, path = "/api/v1/projects/{id}", tag = "projects",
+    params(("id" = Uuid, Path, description = "The project")),
+    request_body = EditProject,
+    responses(
+        (status = 200, description = "The edited project", body = Project),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 422, description = "`empty_patch`, `invalid_field`, `invalid_body`", body = ErrorBody),
+    ),
+)]
 async fn edit_project(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -174,6 +219,14 @@ async fn edit_project(
 }
 
 /// Deletes the project with all its tasks.
+#[utoipa::path(
+    delete, path = "/api/v1/projects/{id}", tag = "projects",
+    params(("id" = Uuid, Path, description = "The project")),
+    responses(
+        (status = 204, description = "Deleted with its tasks"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+)]
 async fn remove_project(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -188,7 +241,7 @@ async fn remove_project(
 
 // ---- tasks ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTask {
     title: String,
@@ -197,6 +250,17 @@ struct CreateTask {
     done: bool,
 }
 
+/// Adds a task to the project.
+#[utoipa::path(
+    post, path = "/api/v1/projects/{id}/tasks", tag = "projects",
+    params(("id" = Uuid, Path, description = "The project")),
+    request_body = CreateTask,
+    responses(
+        (status = 201, description = "Created", body = Task),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`, `invalid_body`", body = ErrorBody),
+    ),
+)]
 async fn create_task(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -225,6 +289,15 @@ async fn create_task(
 }
 
 /// Newest first, keyset-paginated: `next_cursor` fetches the following page.
+#[utoipa::path(
+    get, path = "/api/v1/projects/{id}/tasks", tag = "projects",
+    params(("id" = Uuid, Path, description = "The project"), ListQuery),
+    responses(
+        (status = 200, description = "A page of tasks", body = Page<Task>),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 400, description = "`invalid_limit`, `invalid_cursor`, `invalid_query`", body = ErrorBody),
+    ),
+)]
 async fn list_tasks(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -239,6 +312,15 @@ async fn list_tasks(
     Ok(HttpResponse::Ok().json(Page::new(items, limit, Task::cursor)))
 }
 
+/// The task.
+#[utoipa::path(
+    get, path = "/api/v1/projects/{id}/tasks/{task_id}", tag = "projects",
+    params(("id" = Uuid, Path, description = "The project"), ("task_id" = Uuid, Path, description = "The task")),
+    responses(
+        (status = 200, description = "The task", body = Task),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+)]
 async fn get_task(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -251,17 +333,31 @@ async fn get_task(
     Ok(HttpResponse::Ok().json(task))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EditTask {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     title: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
     done: Option<Option<bool>>,
 }
 
+/// Edits the task (`null` clears the description).
+#[utoipa::path(
+    patch, path = "/api/v1/projects/{id}/tasks/{task_id}", tag = "projects",
+    params(("id" = Uuid, Path, description = "The project"), ("task_id" = Uuid, Path, description = "The task")),
+    request_body = EditTask,
+    responses(
+        (status = 200, description = "The edited task", body = Task),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 422, description = "`empty_patch`, `invalid_field`, `invalid_body`", body = ErrorBody),
+    ),
+)]
 async fn edit_task(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -295,6 +391,15 @@ async fn edit_task(
     Ok(HttpResponse::Ok().json(task))
 }
 
+/// Deletes the task.
+#[utoipa::path(
+    delete, path = "/api/v1/projects/{id}/tasks/{task_id}", tag = "projects",
+    params(("id" = Uuid, Path, description = "The project"), ("task_id" = Uuid, Path, description = "The task")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+    ),
+)]
 async fn remove_task(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -6,6 +6,7 @@
 //! bookmark, analysis, project and task change bumps. Repeats of one request within a short window (a double click) share one piece of
 //! work, including the uncached keyword fallback used when no worker embeds the seed in time.
 
+use super::table::Routes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use fuze_shared::{
@@ -16,11 +17,12 @@ use fuze_shared::{
     search::keyword,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     read::{self, Answer, Uncached, to_json},
     state::AppState,
 };
@@ -31,12 +33,18 @@ const CANDIDATES_PER_PICK: u32 = 5;
 const SEED_MAX_TASKS: u32 = 50;
 const SEED_MAX_CHARS: usize = 4_000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/recommendations", web::get().to(recommendations));
+#[derive(OpenApi)]
+#[openapi(paths(recommendations))]
+pub struct Api;
+
+pub fn configure(r: &mut Routes) {
+    r.resource("/recommendations", |m| m.get(recommendations));
 }
 
-#[derive(Deserialize)]
+/// Exactly one of `project_id` and `q`.
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct RecommendQuery {
     project_id: Option<Uuid>,
     q: Option<String>,
@@ -49,7 +57,7 @@ enum Seed {
     Query(String),
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Item {
     bookmark: Bookmark,
     /// The blended ranking score (higher is better).
@@ -58,7 +66,7 @@ struct Item {
     similarity: f32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Results {
     mode: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +76,16 @@ struct Results {
     items: Vec<Item>,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/recommendations", tag = "search",
+    params(RecommendQuery),
+    responses(
+        (status = 200, description = "Recommended bookmarks, best first", body = Results),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 400, description = "`invalid_query`, `invalid_limit`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such project of this user", body = ErrorBody),
+    ),
+)]
 async fn recommendations(
     req: HttpRequest,
     state: web::Data<AppState>,

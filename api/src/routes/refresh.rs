@@ -2,6 +2,7 @@
 //! The worker asks the site with the validators of the last fetch; an unchanged page is not
 //! embedded again, and a failed refresh keeps the last good content (`worker/src/jobs/scrape.rs`).
 
+use super::table::Routes;
 use actix_web::{HttpResponse, web};
 use fuze_shared::{
     bookmarks,
@@ -9,16 +10,35 @@ use fuze_shared::{
     feed::FeedEvent,
     jobs::{JobRecord, Lane, Owner, QueueName, StageJob, Ticket, queue::new_task_id, records},
 };
+use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::{auth::AuthUser, error::ApiError, routes::jobs::JobView, state::AppState};
+use crate::{
+    auth::AuthUser,
+    error::{ApiError, ErrorBody},
+    routes::jobs::JobView,
+    state::AppState,
+};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/bookmarks/{id}/refresh").post(refresh));
+#[derive(OpenApi)]
+#[openapi(paths(refresh))]
+pub struct Api;
+
+pub fn configure(r: &mut Routes) {
+    r.resource("/bookmarks/{id}/refresh", |m| m.post(refresh));
 }
 
 /// 202 with the refresh job; 404 for another user's bookmark; 409 while a job of the bookmark
 /// is still under way.
+#[utoipa::path(
+    post, path = "/api/v1/bookmarks/{id}/refresh", tag = "bookmarks",
+    params(("id" = Uuid, Path, description = "The bookmark")),
+    responses(
+        (status = 202, description = "The refresh job, queued in the interactive lane", body = JobView),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: a job of the bookmark is still under way", body = ErrorBody),
+    ),
+)]
 async fn refresh(
     state: web::Data<AppState>,
     user: AuthUser,

@@ -12,6 +12,7 @@
 //! and the reply says `"mode": "keyword"` (that answer is not cached, so the next request tries
 //! the semantic path again). `explain=true` adds where each hit came from.
 
+use super::table::Routes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use fuze_shared::{
     bookmarks::Bookmark,
@@ -24,25 +25,35 @@ use fuze_shared::{
     },
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::{
     auth::AuthUser,
-    error::ApiError,
+    error::{ApiError, ErrorBody},
     read::{self, Answer, Uncached, to_json},
     state::AppState,
 };
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/search", web::get().to(search));
+#[derive(OpenApi)]
+#[openapi(paths(search))]
+pub struct Api;
+
+pub fn configure(r: &mut Routes) {
+    r.resource("/search", |m| m.get(search));
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
+    /// The query (at most `FUZE_MAX_QUERY_CHARS` characters).
     q: String,
+    /// How many hits: 1 to `FUZE_SEARCH_LIMIT_MAX` (10 by default).
     limit: Option<u32>,
+    /// `hybrid` (default), `semantic` or `keyword`.
     mode: Option<String>,
+    /// Add where each hit came from.
     explain: Option<bool>,
 }
 
@@ -85,7 +96,7 @@ struct Search<'a> {
     explain: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Hit {
     bookmark: Bookmark,
     /// Higher is better: the fused score (hybrid), the cosine similarity (semantic) or the text
@@ -96,7 +107,7 @@ struct Hit {
 }
 
 /// Where a hit came from (`explain=true`).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Explain {
     /// Position in the keyword ranking (1 = best), if the page matched the words.
     keyword_rank: Option<u32>,
@@ -113,13 +124,24 @@ struct Explain {
     fused_score: Option<f32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Results<'a> {
+    /// The ranking that answered: `keyword` when semantic search was asked for but no worker
+    /// embedded the query in time.
     mode: &'static str,
     query: &'a str,
     items: Vec<Hit>,
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/search", tag = "search",
+    params(SearchParams),
+    responses(
+        (status = 200, description = "The hits, best first", body = Results),
+        (status = 304, description = "Unchanged since the `If-None-Match` ETag"),
+        (status = 400, description = "`invalid_query`, `invalid_limit`, `invalid_mode`", body = ErrorBody),
+    ),
+)]
 async fn search(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -132,7 +132,7 @@ pub struct L1Stats {
 }
 
 /// A point-in-time copy of [`L1Stats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct L1StatsSnapshot {
     pub hits: u64,
     pub misses: u64,

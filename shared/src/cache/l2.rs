@@ -48,7 +48,7 @@ pub struct L2Stats {
 }
 
 /// A point-in-time copy of [`L2Stats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct L2StatsSnapshot {
     pub hits: u64,
     pub misses: u64,

@@ -92,7 +92,7 @@ pub struct TypeStats {
 }
 
 /// A point-in-time copy of [`TypeStats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TypeStatsSnapshot {
     pub cache_type: &'static str,
     pub requests: u64,
@@ -105,7 +105,7 @@ pub struct TypeStatsSnapshot {
 }
 
 /// Everything counted by a [`LayeredCache`], for `/admin/cache/stats` and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct CacheStatsSnapshot {
     pub l1: l1::L1StatsSnapshot,
     pub l2: l2::L2StatsSnapshot,

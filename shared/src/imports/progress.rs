@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{ITEM_STATE_SQL, ImportState, ItemState};
 
 /// An import session.
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct ImportRecord {
     pub id: Uuid,
     pub format: String,
@@ -63,7 +63,7 @@ pub async fn list(
 }
 
 /// How many items are in each state, and how many crawls have ended.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub staged: i64,
     pub saved: i64,
@@ -142,7 +142,7 @@ impl Pace {
 }
 
 /// One item of an import.
-#[derive(Debug, Clone, PartialEq, Serialize, FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct ItemView {
     pub seq: i32,
     pub url: String,

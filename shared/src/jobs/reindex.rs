@@ -33,7 +33,7 @@ pub struct ReindexJob {
 }
 
 /// A pass's progress, as admins see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Progress {
     pub pass: String,
     pub started_at: DateTime<Utc>,

@@ -91,7 +91,7 @@ pub struct Nearest {
 
 /// Which passage of a page: its position and where it is in the embedded text (title,
 /// description and body joined by newlines), in chars.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct PassageRef {
     /// 0 = the page's start.
     #[sqlx(rename = "ordinal")]
