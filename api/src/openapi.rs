@@ -22,6 +22,18 @@ use crate::{error::ErrorBody, routes};
                        `{\"error\": {\"code\", \"message\"}}` with a stable `code`."
     ),
     components(schemas(ErrorBody)),
+    tags(
+        (name = "bookmarks", description = "Save, list, read, edit, refresh and delete links"),
+        (name = "search", description = "Search and recommendations over the user's bookmarks"),
+        (name = "jobs", description = "The user's jobs: status, list, retry"),
+        (name = "events", description = "Live events (Server-Sent Events)"),
+        (name = "imports", description = "Bulk imports of bookmark exports"),
+        (name = "projects", description = "Projects and their tasks (seeds for recommendations)"),
+        (name = "session", description = "The frontend's start"),
+        (name = "admin", description = "Operator endpoints (admin token)"),
+        (name = "operations", description = "Health and metrics"),
+        (name = "site", description = "The web app, this document and its reference page"),
+    ),
     modifiers(&SharedAnswers)
 )]
 struct Base;

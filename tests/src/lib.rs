@@ -4,6 +4,7 @@
 pub mod api;
 pub mod api_process;
 pub mod bench;
+pub mod browser;
 pub mod dashboard;
 pub mod env;
 pub mod pages;
