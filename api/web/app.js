@@ -20,6 +20,7 @@ const state = {
   live: { lastId: null, backoff: 1000, loaded: false },
   search: { seq: 0, ctrl: null },
   imp: null, // the import being followed
+  savedJob: null, // the job of the last save, whose end the save form announces
 };
 
 // ---- helpers ----
@@ -270,6 +271,10 @@ const jobOf = (j) => ({
 function onJob(job, fromEvent) {
   noteJob(job);
   upsertJobRow(job, 'live');
+  if (job.id === state.savedJob && TERMINAL.has(job.state)) {
+    state.savedJob = null;
+    say('save-status', job.state === 'succeeded' ? 'Saved and ready.' : 'Saved, but the page could not be fetched.');
+  }
   // Safety net: the final status and title come from the bookmark itself.
   if (fromEvent && job.bookmarkId && TERMINAL.has(job.state)) refetchSoon(job.bookmarkId);
 }
@@ -503,6 +508,7 @@ async function onSave(event) {
       const res = await request('/api/v1/bookmarks', { method: 'POST', json: { url } });
       const { bookmark, job } = await res.json();
       if (job) noteJob(jobOf(job)); // first, so the new row shows its stage at once
+      state.savedJob = res.status === 202 && job ? jobOf(job).id : null;
       upsertBookmark(bookmark, 'top');
       if (job) onJob(jobOf(job), false);
       input.value = '';

@@ -8,6 +8,8 @@ use serde_json::Value;
 
 const LOOPBACK_OK: (&str, &str) = ("FUZE_SCRAPE_ALLOW_INTERNAL", "127.0.0.0/8");
 const ONE_ATTEMPT: (&str, &str) = ("FUZE_JOB_MAX_ATTEMPTS", "1");
+/// WebDriver's Enter key.
+const ENTER: char = '\u{E007}';
 
 /// Every stage label a bookmark row showed, in order, as the page changed it.
 const RECORD_STAGES: &str = r#"
@@ -76,8 +78,8 @@ async fn the_web_app_saves_watches_imports_searches_and_retries_in_a_real_browse
         .expect("open the app");
     browser.find("#signin #token").await;
     browser.shot("01-sign-in").await;
-    type_into(&browser, "#token", &token).await;
-    browser.click("#signin button[type=submit]").await;
+    // Signing in and saving by keyboard alone: type, then Enter.
+    type_into(&browser, "#token", &format!("{token}{ENTER}")).await;
     browser
         .wait_for(
             "the app after signing in",
@@ -98,14 +100,19 @@ async fn the_web_app_saves_watches_imports_searches_and_retries_in_a_real_browse
         "Crampons and an ice axe keep you steady on a glacier. Rope teams cross snow bridges \
          over crevasses, and the leader probes the snow ahead with a pole.",
     );
-    type_into(&browser, "#save-url", &glacier).await;
-    browser.click("#save-form button[type=submit]").await;
+    type_into(&browser, "#save-url", &format!("{glacier}{ENTER}")).await;
     browser.shot("02-saving").await;
     browser
         .wait_for("the saved link to be ready", &row_with(&glacier, "ready"))
         .await;
     browser
         .wait_for("its job to finish", &labelled(&glacier, "ready"))
+        .await;
+    browser
+        .wait_for(
+            "the save form to say so",
+            "return document.getElementById('save-status').textContent === 'Saved and ready.';",
+        )
         .await;
     browser.shot("03-saved-ready").await;
     let not_reloaded = browser
