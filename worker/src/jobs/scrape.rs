@@ -111,8 +111,11 @@ impl Job for Scrape {
                     Validators::default()
                 };
                 let fetched = fetch_and_extract(ctx, &url, &known).await;
+                // Noted before the turn is given back: a request waiting for this host must see
+                // the breaker this failure opens, not slip in between.
+                let settled = settle_host(ctx, &url, fetched).await;
                 lease.release().await;
-                let Some((page, validators)) = settle_host(ctx, &url, fetched).await? else {
+                let Some((page, validators)) = settled? else {
                     // 304: the page is as it was.
                     return finish_unchanged(ctx, run, &job).await;
                 };
